@@ -1,0 +1,36 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+
+	"github.com/ddboutbox/ddboutbox/relay"
+)
+
+// Relay registers the relay's flags onto c, with the documented defaults.
+// The returned check, called after parsing, rejects a zero batch cap given
+// on the command line: in the config zero means "default", which would
+// silently turn -batch-size 0 into 500.
+func Relay(fs *flag.FlagSet, c *relay.Config) (check func() error) {
+	fs.StringVar(&c.SinkURL, "sink-url", "", "analytics endpoint batches are POSTed to (required); its query string and credentials are never logged")
+	fs.TextVar(&c.SinkFormat, "sink-format", relay.FormatArray, `body format: "array" (JSON array of rows, Power BI streaming) or "rows" ({"rows":[...]}, Power BI push)`)
+	fs.IntVar(&c.BatchSize, "batch-size", relay.DefaultBatchSize, "flush a batch at this many rows (1 to 10000)")
+	fs.IntVar(&c.BatchBytes, "batch-bytes", relay.DefaultBatchBytes, "hard cap on a POST body in bytes; a single larger row is marked FAILED")
+	fs.DurationVar(&c.BatchWindow, "batch-window", relay.DefaultBatchWindow, "flush a batch this long after its first record (linger)")
+	fs.DurationVar(&c.DeliveredTTL, "delivered-ttl", 0, "expires_at of delivered events is now plus this (0 = 168h)")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", 0, "timeout of one POST (0 = 10s)")
+	fs.DurationVar(&c.RetryBase, "retry-base", 0, "first backoff ceiling between retries, doubled per attempt, full jitter (0 = 200ms)")
+	fs.DurationVar(&c.RetryMax, "retry-max", 0, "largest backoff between retries (0 = 30s)")
+	fs.DurationVar(&c.PollInterval, "poll-interval", 0, "wait after a GetRecords that returned nothing (0 = 250ms)")
+	fs.DurationVar(&c.ShardSyncInterval, "shard-sync-interval", 0, "how often new shards are discovered (0 = 10s)")
+	fs.IntVar(&c.MarkConcurrency, "mark-concurrency", 0, "marking writes in flight at once (0 = 16)")
+	fs.StringVar(&c.Owner, "owner", "", "this relay's name in the lease table (empty = hostname)")
+	fs.DurationVar(&c.LeaseDuration, "lease-duration", 0, "shard lease lifetime without renewal (0 = 30s)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 0, "bound on the final flush after SIGTERM (0 = 30s)")
+	return func() error {
+		if c.BatchSize == 0 || c.BatchBytes == 0 || c.BatchWindow == 0 {
+			return Usage(fmt.Errorf("-batch-size, -batch-bytes and -batch-window must be positive"))
+		}
+		return Usage(c.Validate())
+	}
+}

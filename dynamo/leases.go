@@ -1,0 +1,201 @@
+package dynamo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// ShardEnd is the checkpoint of a shard whose every record is done; its
+// children may then be processed (the KCL uses the same marker).
+const ShardEnd = "SHARD_END"
+
+// ErrLeaseHeld means another relay holds a live lease on the shard.
+var ErrLeaseHeld = errors.New("lease held by another owner")
+
+// ErrLeaseLost means the lease was taken over (it expired and another relay
+// acquired it); the caller must stop processing the shard.
+var ErrLeaseLost = errors.New("lease lost")
+
+// Lease is one row of the state table: who processes a shard and how far
+// it got. The shape follows the KCL lease table so that several relays can
+// share a stream's shards without a migration.
+type Lease struct {
+	StreamARN string `dynamodbav:"stream_arn"`
+	ShardID   string `dynamodbav:"shard_id"`
+	// Checkpoint is the sequence number of the last record whose event, and
+	// every event before it in the shard, is DELIVERED or FAILED; ShardEnd
+	// when the shard is finished; empty before the first checkpoint.
+	Checkpoint     string   `dynamodbav:"checkpoint,omitempty"`
+	Owner          string   `dynamodbav:"owner,omitempty"`
+	Counter        int64    `dynamodbav:"lease_counter"`
+	ExpiresAtMilli int64    `dynamodbav:"lease_expires_at"`
+	ParentShardIDs []string `dynamodbav:"parent_shard_ids,omitempty"`
+	UpdatedAt      string   `dynamodbav:"updated_at,omitempty"`
+}
+
+// Finished reports whether the shard was processed to its end.
+func (l Lease) Finished() bool { return l.Checkpoint == ShardEnd }
+
+// LeaseAPI is the part of the DynamoDB client the lease table needs.
+type LeaseAPI interface {
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+}
+
+// Leases reads and writes the state table for one owner.
+type Leases struct {
+	DB    LeaseAPI
+	Table string
+	// Owner identifies this relay process in the lease table.
+	Owner string
+	// Duration is how long a lease lives without renewal. A crashed
+	// relay's shards are taken over by others after this long.
+	Duration time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (l *Leases) now() time.Time {
+	if l.Now != nil {
+		return l.Now()
+	}
+	return time.Now()
+}
+
+// List returns every lease of the stream.
+func (l *Leases) List(ctx context.Context, streamARN string) ([]Lease, error) {
+	var leases []Lease
+	p := dynamodb.NewQueryPaginator(l.DB, &dynamodb.QueryInput{
+		TableName:                 aws.String(l.Table),
+		KeyConditionExpression:    aws.String("#s = :s"),
+		ExpressionAttributeNames:  map[string]string{"#s": StateHashKey},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":s": &types.AttributeValueMemberS{Value: streamARN}},
+		ConsistentRead:            aws.Bool(true),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("query leases: %w", err)
+		}
+		var batch []Lease
+		if err := attributevalue.UnmarshalListOfMaps(page.Items, &batch); err != nil {
+			return nil, fmt.Errorf("decode leases: %w", err)
+		}
+		leases = append(leases, batch...)
+	}
+	return leases, nil
+}
+
+// Acquire takes the shard's lease for l.Owner, creating it if missing. It
+// succeeds when the lease is new, already ours, or expired, and returns the
+// lease with its checkpoint; otherwise ErrLeaseHeld.
+func (l *Leases) Acquire(ctx context.Context, streamARN string, shard Shard) (Lease, error) {
+	now := l.now()
+	var parents []string
+	if shard.ParentID != "" {
+		parents = []string{shard.ParentID}
+	}
+	parentsAV, err := attributevalue.Marshal(parents)
+	if err != nil {
+		return Lease{}, fmt.Errorf("encode parents: %w", err)
+	}
+	out, err := l.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(l.Table),
+		Key:       leaseKey(streamARN, shard.ID),
+		UpdateExpression: aws.String("SET #owner = :me, #exp = :exp, #upd = :upd, #parents = :parents " +
+			"ADD #counter :one"),
+		ConditionExpression: aws.String("attribute_not_exists(#shard) OR #owner = :me OR #exp < :now"),
+		ExpressionAttributeNames: map[string]string{
+			"#owner": "owner", "#exp": "lease_expires_at", "#upd": "updated_at",
+			"#parents": "parent_shard_ids", "#counter": "lease_counter", "#shard": StateRangeKey,
+		},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":me":      &types.AttributeValueMemberS{Value: l.Owner},
+			":exp":     millis(now.Add(l.Duration)),
+			":now":     millis(now),
+			":upd":     &types.AttributeValueMemberS{Value: now.UTC().Format(time.RFC3339Nano)},
+			":parents": parentsAV,
+			":one":     &types.AttributeValueMemberN{Value: "1"},
+		},
+		ReturnValues: types.ReturnValueAllNew,
+	})
+	if err != nil {
+		var ccf *types.ConditionalCheckFailedException
+		if errors.As(err, &ccf) {
+			return Lease{}, fmt.Errorf("acquire %s: %w", shard.ID, ErrLeaseHeld)
+		}
+		return Lease{}, fmt.Errorf("acquire %s: %w", shard.ID, err)
+	}
+	var lease Lease
+	if err := attributevalue.UnmarshalMap(out.Attributes, &lease); err != nil {
+		return Lease{}, fmt.Errorf("decode lease %s: %w", shard.ID, err)
+	}
+	return lease, nil
+}
+
+// Checkpoint records seq (or ShardEnd) as the shard's checkpoint and renews
+// the lease. It fails with ErrLeaseLost if another owner took the lease.
+func (l *Leases) Checkpoint(ctx context.Context, streamARN, shardID, seq string) error {
+	return l.update(ctx, streamARN, shardID, "SET #cp = :cp, #exp = :exp, #upd = :upd",
+		map[string]types.AttributeValue{
+			":cp":  &types.AttributeValueMemberS{Value: seq},
+			":exp": millis(l.now().Add(l.Duration)),
+		})
+}
+
+// Renew extends the lease without moving the checkpoint.
+func (l *Leases) Renew(ctx context.Context, streamARN, shardID string) error {
+	return l.update(ctx, streamARN, shardID, "SET #exp = :exp, #upd = :upd",
+		map[string]types.AttributeValue{":exp": millis(l.now().Add(l.Duration))})
+}
+
+// Release expires the lease now so another relay can take the shard at
+// once rather than after Duration.
+func (l *Leases) Release(ctx context.Context, streamARN, shardID string) error {
+	return l.update(ctx, streamARN, shardID, "SET #exp = :exp, #upd = :upd",
+		map[string]types.AttributeValue{":exp": millis(time.Unix(0, 0))})
+}
+
+func (l *Leases) update(ctx context.Context, streamARN, shardID, expr string, values map[string]types.AttributeValue) error {
+	values[":me"] = &types.AttributeValueMemberS{Value: l.Owner}
+	values[":upd"] = &types.AttributeValueMemberS{Value: l.now().UTC().Format(time.RFC3339Nano)}
+	names := map[string]string{"#owner": "owner", "#exp": "lease_expires_at", "#upd": "updated_at"}
+	if _, ok := values[":cp"]; ok {
+		names["#cp"] = "checkpoint"
+	}
+	_, err := l.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(l.Table),
+		Key:                       leaseKey(streamARN, shardID),
+		UpdateExpression:          aws.String(expr),
+		ConditionExpression:       aws.String("#owner = :me"),
+		ExpressionAttributeNames:  names,
+		ExpressionAttributeValues: values,
+	})
+	if err != nil {
+		var ccf *types.ConditionalCheckFailedException
+		if errors.As(err, &ccf) {
+			return fmt.Errorf("lease %s: %w", shardID, ErrLeaseLost)
+		}
+		return fmt.Errorf("lease %s: %w", shardID, err)
+	}
+	return nil
+}
+
+func leaseKey(streamARN, shardID string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		StateHashKey:  &types.AttributeValueMemberS{Value: streamARN},
+		StateRangeKey: &types.AttributeValueMemberS{Value: shardID},
+	}
+}
+
+func millis(t time.Time) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(t.UnixMilli(), 10)}
+}

@@ -1,0 +1,197 @@
+package dynamo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// Default table names; every binary lets them be overridden by flag.
+const (
+	DefaultOutboxTable   = "Outbox"
+	DefaultBookingsTable = "Bookings"
+	DefaultStateTable    = "OutboxRelayState"
+)
+
+// Key and TTL attribute names of the tables this package creates. The outbox
+// item's other attributes are owned by package outbox.
+const (
+	OutboxKey     = "event_id"
+	OutboxTTLAttr = "expires_at"
+	BookingsKey   = "booking_id"
+	StateHashKey  = "stream_arn"
+	StateRangeKey = "shard_id"
+)
+
+// Tables names the three tables of a deployment.
+type Tables struct {
+	// Outbox holds outbox events; it has a stream (NEW_IMAGE) the relay tails.
+	// Default "Outbox".
+	Outbox string
+	// Bookings is the example booking service's business table.
+	// Default "Bookings".
+	Bookings string
+	// State is the relay's lease and checkpoint table.
+	// Default "OutboxRelayState".
+	State string
+}
+
+// WithDefaults returns t with empty names replaced by the defaults.
+func (t Tables) WithDefaults() Tables {
+	if t.Outbox == "" {
+		t.Outbox = DefaultOutboxTable
+	}
+	if t.Bookings == "" {
+		t.Bookings = DefaultBookingsTable
+	}
+	if t.State == "" {
+		t.State = DefaultStateTable
+	}
+	return t
+}
+
+// TableAPI is the part of the DynamoDB client table management needs.
+type TableAPI interface {
+	CreateTable(ctx context.Context, in *dynamodb.CreateTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
+	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+	UpdateTable(ctx context.Context, in *dynamodb.UpdateTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateTableOutput, error)
+	DescribeTimeToLive(ctx context.Context, in *dynamodb.DescribeTimeToLiveInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTimeToLiveOutput, error)
+	UpdateTimeToLive(ctx context.Context, in *dynamodb.UpdateTimeToLiveInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateTimeToLiveOutput, error)
+}
+
+// DescribeTableAPI is the part of the DynamoDB client StreamARN needs.
+type DescribeTableAPI interface {
+	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+}
+
+// tableWait bounds how long EnsureTables waits for a new table to become
+// ACTIVE; real DynamoDB takes seconds, DynamoDB Local is immediate.
+const tableWait = 2 * time.Minute
+
+// EnsureTables creates the outbox (with a NEW_IMAGE stream and TTL on
+// expires_at), bookings and state tables if they do not exist. It is
+// idempotent: existing tables are left as they are, except that a missing
+// stream or TTL on the outbox table is enabled.
+func EnsureTables(ctx context.Context, db TableAPI, t Tables) error {
+	t = t.WithDefaults()
+	specs := []*dynamodb.CreateTableInput{
+		{
+			TableName:            aws.String(t.Outbox),
+			AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(OutboxKey), AttributeType: types.ScalarAttributeTypeS}},
+			KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(OutboxKey), KeyType: types.KeyTypeHash}},
+			BillingMode:          types.BillingModePayPerRequest,
+			StreamSpecification:  &types.StreamSpecification{StreamEnabled: aws.Bool(true), StreamViewType: types.StreamViewTypeNewImage},
+		},
+		{
+			TableName:            aws.String(t.Bookings),
+			AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(BookingsKey), AttributeType: types.ScalarAttributeTypeS}},
+			KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(BookingsKey), KeyType: types.KeyTypeHash}},
+			BillingMode:          types.BillingModePayPerRequest,
+		},
+		{
+			TableName: aws.String(t.State),
+			AttributeDefinitions: []types.AttributeDefinition{
+				{AttributeName: aws.String(StateHashKey), AttributeType: types.ScalarAttributeTypeS},
+				{AttributeName: aws.String(StateRangeKey), AttributeType: types.ScalarAttributeTypeS},
+			},
+			KeySchema: []types.KeySchemaElement{
+				{AttributeName: aws.String(StateHashKey), KeyType: types.KeyTypeHash},
+				{AttributeName: aws.String(StateRangeKey), KeyType: types.KeyTypeRange},
+			},
+			BillingMode: types.BillingModePayPerRequest,
+		},
+	}
+	for _, in := range specs {
+		if err := createTable(ctx, db, in); err != nil {
+			return err
+		}
+	}
+	if err := ensureStream(ctx, db, t.Outbox); err != nil {
+		return err
+	}
+	return ensureTTL(ctx, db, t.Outbox, OutboxTTLAttr)
+}
+
+func createTable(ctx context.Context, db TableAPI, in *dynamodb.CreateTableInput) error {
+	name := aws.ToString(in.TableName)
+	_, err := db.CreateTable(ctx, in)
+	var inUse *types.ResourceInUseException
+	if err != nil && !errors.As(err, &inUse) {
+		return fmt.Errorf("create table %s: %w", name, err)
+	}
+	w := dynamodb.NewTableExistsWaiter(db, func(o *dynamodb.TableExistsWaiterOptions) {
+		o.MinDelay = 200 * time.Millisecond
+		o.MaxDelay = 5 * time.Second
+	})
+	if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: in.TableName}, tableWait); err != nil {
+		return fmt.Errorf("wait for table %s: %w", name, err)
+	}
+	return nil
+}
+
+func ensureStream(ctx context.Context, db TableAPI, table string) error {
+	out, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
+	if err != nil {
+		return fmt.Errorf("describe table %s: %w", table, err)
+	}
+	spec := out.Table.StreamSpecification
+	if spec != nil && aws.ToBool(spec.StreamEnabled) {
+		// NEW_AND_OLD_IMAGES carries the new image too; only KEYS_ONLY and
+		// OLD_IMAGE lack what the relay reads.
+		if spec.StreamViewType == types.StreamViewTypeNewImage || spec.StreamViewType == types.StreamViewTypeNewAndOldImages {
+			return nil
+		}
+		return fmt.Errorf("table %s: stream view type %s lacks the new image; the relay needs NEW_IMAGE", table, spec.StreamViewType)
+	}
+	_, err = db.UpdateTable(ctx, &dynamodb.UpdateTableInput{
+		TableName:           aws.String(table),
+		StreamSpecification: &types.StreamSpecification{StreamEnabled: aws.Bool(true), StreamViewType: types.StreamViewTypeNewImage},
+	})
+	if err != nil {
+		return fmt.Errorf("enable stream on %s: %w", table, err)
+	}
+	return nil
+}
+
+func ensureTTL(ctx context.Context, db TableAPI, table, attr string) error {
+	out, err := db.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(table)})
+	if err != nil {
+		return fmt.Errorf("describe ttl %s: %w", table, err)
+	}
+	if d := out.TimeToLiveDescription; d != nil {
+		switch d.TimeToLiveStatus {
+		case types.TimeToLiveStatusEnabled, types.TimeToLiveStatusEnabling:
+			return nil
+		}
+	}
+	_, err = db.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
+		TableName:               aws.String(table),
+		TimeToLiveSpecification: &types.TimeToLiveSpecification{AttributeName: aws.String(attr), Enabled: aws.Bool(true)},
+	})
+	if err != nil {
+		return fmt.Errorf("enable ttl on %s: %w", table, err)
+	}
+	return nil
+}
+
+// StreamARN returns the ARN of the table's current stream. A table whose
+// stream was disabled and re-enabled has a new ARN; this always returns the
+// latest one.
+func StreamARN(ctx context.Context, db DescribeTableAPI, table string) (string, error) {
+	out, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
+	if err != nil {
+		return "", fmt.Errorf("describe table %s: %w", table, err)
+	}
+	if out.Table.LatestStreamArn == nil {
+		return "", fmt.Errorf("table %s: %w", table, ErrNoStream)
+	}
+	return aws.ToString(out.Table.LatestStreamArn), nil
+}
+
+// ErrNoStream means the outbox table has no stream to tail.
+var ErrNoStream = errors.New("table has no stream enabled")

@@ -1,0 +1,209 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http/httptest"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/ddboutbox/ddboutbox/cmd/analytics-sink/endpoint"
+	"github.com/ddboutbox/ddboutbox/dynamo"
+	"github.com/ddboutbox/ddboutbox/outbox"
+	"github.com/ddboutbox/ddboutbox/relay"
+)
+
+// env is one test's world: its own tables in the shared DynamoDB Local and
+// its own analytics endpoint (the only fake: the true HTTP boundary).
+type env struct {
+	t       *testing.T
+	tables  dynamo.Tables
+	writer  *outbox.Writer
+	sink    *endpoint.Server
+	sinkURL string
+}
+
+var unsafeChars = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
+
+func newEnv(t *testing.T, opts endpoint.Options) *env {
+	t.Helper()
+	prefix := fmt.Sprintf("%s-%06d", unsafeChars.ReplaceAllString(t.Name(), "_"), rand.IntN(1e6))
+	tables := dynamo.Tables{Outbox: prefix + "-Outbox", Bookings: prefix + "-Bookings", State: prefix + "-State"}
+	if err := dynamo.EnsureTables(t.Context(), clients.DB, tables); err != nil {
+		t.Fatalf("ensure tables: %v", err)
+	}
+	sink := endpoint.New(opts)
+	srv := httptest.NewServer(sink)
+	t.Cleanup(srv.Close)
+	return &env{
+		t: t, tables: tables, sink: sink, sinkURL: srv.URL + "/rows",
+		writer: &outbox.Writer{DB: clients.DB, Table: tables.Outbox},
+	}
+}
+
+// relayConfig is a relay config tuned for tests: quick polls and short
+// backoffs, so that waits are bounded by seconds.
+func (e *env) relayConfig() relay.Config {
+	return relay.Config{
+		SinkURL:           e.sinkURL,
+		BatchWindow:       200 * time.Millisecond,
+		Tables:            e.tables,
+		PollInterval:      50 * time.Millisecond,
+		ShardSyncInterval: time.Second,
+		RetryBase:         50 * time.Millisecond,
+		RetryMax:          time.Second,
+		Owner:             "relay-" + e.t.Name(),
+		ShutdownTimeout:   20 * time.Second,
+	}
+}
+
+// startRelay runs a relay in-process until the test ends; stop ends it
+// early and returns Run's error.
+func (e *env) startRelay(cfg relay.Config) (r *relay.Relay, stop func() error) {
+	e.t.Helper()
+	r, err := relay.New(cfg, clients.DB, clients.Streams, nil)
+	if err != nil {
+		e.t.Fatalf("new relay: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(60 * time.Second):
+				runErr = fmt.Errorf("relay did not stop within 60s")
+			}
+		})
+		return runErr
+	}
+	e.t.Cleanup(func() {
+		if err := stop(); err != nil {
+			e.t.Errorf("relay stopped with error: %v", err)
+		}
+	})
+	return r, stop
+}
+
+// commitEvents commits n events, each in its own transaction, from
+// `workers` goroutines, and returns their ids.
+func (e *env) commitEvents(n, workers int) []string {
+	e.t.Helper()
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				ev, err := outbox.NewEvent("TestEvent", "Test", fmt.Sprintf("agg-%d", i), map[string]any{"n": i})
+				if err == nil {
+					err = e.writer.Commit(context.Background(), outbox.Tx{Events: []outbox.Event{ev}})
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				ids[i] = ev.ID
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		e.t.Fatalf("commit: %v", err)
+	}
+	return ids
+}
+
+// waitFor polls cond until it holds or timeout passes; what describes the
+// state for the failure message.
+func waitFor(t *testing.T, timeout time.Duration, cond func() (ok bool, what string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, what := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s: %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitDelivered waits until the endpoint holds every id.
+func (e *env) waitDelivered(ids []string, timeout time.Duration) {
+	e.t.Helper()
+	waitFor(e.t, timeout, func() (bool, string) {
+		got := e.sink.EventIDs()
+		missing := 0
+		for _, id := range ids {
+			if got[id] == 0 {
+				missing++
+			}
+		}
+		return missing == 0, fmt.Sprintf("%d of %d events not received (stats %+v)", missing, len(ids), e.sink.Stats())
+	})
+}
+
+func (e *env) summary() outbox.Summary {
+	e.t.Helper()
+	s, err := outbox.Summarize(context.Background(), clients.DB, e.tables.Outbox)
+	if err != nil {
+		e.t.Fatalf("summarize: %v", err)
+	}
+	return s
+}
+
+// waitMarked waits until the outbox holds want DELIVERED items and nothing
+// PENDING: marking follows the POST, so the endpoint sees rows first.
+func (e *env) waitMarked(want int, timeout time.Duration) {
+	e.t.Helper()
+	waitFor(e.t, timeout, func() (bool, string) {
+		s := e.summary()
+		return s.Delivered == want && s.Pending == 0, fmt.Sprintf("outbox %+v, want %d delivered", s, want)
+	})
+}
+
+// getItem reads one item consistently; nil when absent.
+func getItem(t *testing.T, table, keyAttr, key string) map[string]types.AttributeValue {
+	t.Helper()
+	out, err := clients.DB.GetItem(context.Background(), &dynamodb.GetItemInput{
+		TableName:      aws.String(table),
+		Key:            map[string]types.AttributeValue{keyAttr: &types.AttributeValueMemberS{Value: key}},
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		t.Fatalf("get %s from %s: %v", key, table, err)
+	}
+	return out.Item
+}
+
+// rowFields decodes every row the endpoint received, keyed by event_id.
+func (e *env) rowFields() map[string]map[string]any {
+	e.t.Helper()
+	out := map[string]map[string]any{}
+	for _, r := range e.sink.Rows() {
+		var f map[string]any
+		if err := json.Unmarshal(r.Raw, &f); err != nil {
+			e.t.Fatalf("row %s: %v", r.EventID, err)
+		}
+		out[r.EventID] = f
+	}
+	return out
+}

@@ -1,0 +1,236 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/ddboutbox/ddboutbox/cmd/analytics-sink/endpoint"
+	"github.com/ddboutbox/ddboutbox/outbox"
+)
+
+// A relay stopped with SIGTERM in the middle of a stream of commits exits 0
+// after flushing; restarted, it delivers the rest, and nothing twice.
+func TestRelaySIGTERMRestartDeliversAllWithoutDuplicates(t *testing.T) {
+	e := newEnv(t, endpoint.Options{})
+	const total = 1000
+
+	start := func() *exec.Cmd {
+		cmd := exec.Command(relayBin,
+			"-dynamodb-endpoint", ddbEndpoint,
+			"-outbox-table", e.tables.Outbox, "-state-table", e.tables.State,
+			"-sink-url", e.sinkURL, "-batch-size", "50", "-batch-window", "100ms",
+			"-poll-interval", "50ms", "-shard-sync-interval", "1s", "-owner", "sigterm-test")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start relay: %v", err)
+		}
+		return cmd
+	}
+
+	// Commits keep flowing while the relay stops and starts again.
+	var ids []string
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for range 10 {
+			ids = append(ids, e.commitEvents(total/10, 4)...)
+			time.Sleep(150 * time.Millisecond)
+		}
+	}()
+
+	first := start()
+	waitFor(t, 60*time.Second, func() (bool, string) {
+		n := e.sink.Stats().Rows
+		return n >= 200, fmt.Sprintf("%d rows before SIGTERM", n)
+	})
+	if err := first.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("sigterm: %v", err)
+	}
+	if err := first.Wait(); err != nil {
+		t.Fatalf("relay after SIGTERM: %v (want exit 0)", err)
+	}
+	stoppedAt := e.sink.Stats().Rows
+	t.Logf("relay stopped after %d rows", stoppedAt)
+
+	second := start()
+	defer func() {
+		_ = second.Process.Signal(syscall.SIGTERM)
+		if err := second.Wait(); err != nil {
+			t.Errorf("second relay after SIGTERM: %v", err)
+		}
+	}()
+	wg.Wait()
+	if len(ids) != total {
+		t.Fatalf("committed %d events, want %d", len(ids), total)
+	}
+	e.waitDelivered(ids, 90*time.Second)
+	e.waitMarked(total, 30*time.Second)
+	st := e.sink.Stats()
+	if st.DistinctEventIDs != total || st.Duplicates != 0 {
+		t.Fatalf("endpoint stats %+v, want %d distinct and 0 duplicates", st, total)
+	}
+	if stoppedAt >= total {
+		t.Fatalf("relay was stopped after all %d rows; the restart proved nothing", stoppedAt)
+	}
+}
+
+// With batch-size 100 every POST carries at most 100 rows, and a lone
+// event is not held back longer than the linger window.
+func TestBatchCapsAndLinger(t *testing.T) {
+	e := newEnv(t, endpoint.Options{})
+	cfg := e.relayConfig()
+	cfg.BatchSize = 100
+	cfg.BatchWindow = time.Second
+	e.startRelay(cfg)
+
+	ids := e.commitEvents(1000, 20)
+	e.waitDelivered(ids, 60*time.Second)
+	reqs := e.sink.Requests()
+	for _, r := range reqs {
+		if r.Rows > 100 {
+			t.Fatalf("a POST carried %d rows, batch-size is 100", r.Rows)
+		}
+	}
+	if len(reqs) < 10 {
+		t.Fatalf("%d POSTs for 1000 events with batch-size 100; want at least 10", len(reqs))
+	}
+	e.waitMarked(1000, 30*time.Second)
+
+	// The relay is idle now: a lone event waits for the window, not for
+	// a full batch.
+	before := len(e.sink.Requests())
+	committed := time.Now()
+	lone := e.commitEvents(1, 1)
+	e.waitDelivered(lone, 10*time.Second)
+	reqs = e.sink.Requests()
+	var got time.Time
+	for _, r := range reqs[before:] {
+		if r.Status/100 == 2 {
+			got = r.At
+			break
+		}
+	}
+	if lag := got.Sub(committed); lag > cfg.BatchWindow+time.Second {
+		t.Fatalf("lone event arrived %s after commit; want <= batch-window + 1s = %s", lag, cfg.BatchWindow+time.Second)
+	}
+}
+
+// MODIFY records (the relay's own marks, or any update) and REMOVE records
+// (TTL expiry, deletes) never become rows; neither does an item inserted
+// already out of PENDING.
+func TestModifyAndRemoveProduceNoRows(t *testing.T) {
+	e := newEnv(t, endpoint.Options{})
+	r, _ := e.startRelay(e.relayConfig())
+	ctx := context.Background()
+
+	first := e.commitEvents(1, 1)
+	e.waitDelivered(first, 30*time.Second)
+	e.waitMarked(1, 30*time.Second) // the mark itself is a MODIFY record
+	key := map[string]types.AttributeValue{outbox.AttrEventID: &types.AttributeValueMemberS{Value: first[0]}}
+	if _, err := clients.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(e.tables.Outbox), Key: key,
+		UpdateExpression:          aws.String("SET note = :n"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":n": &types.AttributeValueMemberS{Value: "touched"}},
+	}); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	if _, err := clients.DB.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(e.tables.Outbox), Key: key}); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	done, err := outbox.NewEvent("TestEvent", "Test", "already-done", map[string]any{"n": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	item, err := outbox.Item(done)
+	if err != nil {
+		t.Fatal(err)
+	}
+	item[outbox.AttrStatus] = &types.AttributeValueMemberS{Value: string(outbox.StatusDelivered)}
+	if _, err := clients.DB.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(e.tables.Outbox), Item: item}); err != nil {
+		t.Fatalf("put: %v", err)
+	}
+
+	// A later event in the same stream is a barrier: once it arrived, the
+	// records before it were processed.
+	barrier := e.commitEvents(1, 1)
+	e.waitDelivered(barrier, 30*time.Second)
+
+	ids := e.sink.EventIDs()
+	if len(ids) != 2 || ids[first[0]] != 1 || ids[barrier[0]] != 1 {
+		t.Fatalf("endpoint got %v; want exactly %s and %s once each", ids, first[0], barrier[0])
+	}
+	if s := r.Stats(); s.Skipped < 4 {
+		t.Fatalf("relay skipped %d records; want >= 4 (mark, update, delete, insert of a DELIVERED item)", s.Skipped)
+	}
+}
+
+// A transaction whose business write's condition fails writes neither the
+// business item nor the event, and says which action failed.
+func TestConditionFailureWritesNeither(t *testing.T) {
+	e := newEnv(t, endpoint.Options{})
+	ctx := context.Background()
+	booking := func(id string) types.TransactWriteItem {
+		return types.TransactWriteItem{Put: &types.Put{
+			TableName:           aws.String(e.tables.Bookings),
+			Item:                map[string]types.AttributeValue{"booking_id": &types.AttributeValueMemberS{Value: id}},
+			ConditionExpression: aws.String("attribute_not_exists(booking_id)"),
+		}}
+	}
+	ev1, _ := outbox.NewEvent("BookingReserved", "Booking", "b-1", map[string]any{"booking_id": "b-1"})
+	if err := e.writer.Commit(ctx, outbox.Tx{Writes: []types.TransactWriteItem{booking("b-1")}, Events: []outbox.Event{ev1}}); err != nil {
+		t.Fatalf("first commit: %v", err)
+	}
+	ev2, _ := outbox.NewEvent("BookingReserved", "Booking", "b-1", map[string]any{"booking_id": "b-1", "again": true})
+	err := e.writer.Commit(ctx, outbox.Tx{Writes: []types.TransactWriteItem{booking("b-1")}, Events: []outbox.Event{ev2}})
+	var cf *outbox.ConditionFailedError
+	if !errors.As(err, &cf) {
+		t.Fatalf("duplicate booking: got %v, want *outbox.ConditionFailedError", err)
+	}
+	if cf.Index != 0 || cf.Table != e.tables.Bookings || cf.EventID != "" {
+		t.Fatalf("condition failure %+v; want action 0 on %s", cf, e.tables.Bookings)
+	}
+	if item := getItem(t, e.tables.Outbox, outbox.AttrEventID, ev2.ID); item != nil {
+		t.Fatalf("event of the failed transaction was written: %v", item)
+	}
+	if s := e.summary(); s.Pending != 1 {
+		t.Fatalf("outbox %+v; want only the first event", s)
+	}
+}
+
+// A Commit retried with the same idempotency token and contents succeeds
+// and writes one event; the same token with other contents is refused.
+func TestIdempotencyTokenRetryWritesOneEvent(t *testing.T) {
+	e := newEnv(t, endpoint.Options{})
+	ctx := context.Background()
+	ev, _ := outbox.NewEvent("BookingReserved", "Booking", "b-2", map[string]any{"booking_id": "b-2"})
+	tx := outbox.Tx{Events: []outbox.Event{ev}, IdempotencyToken: "retry-token-0001"}
+	for i := range 2 {
+		if err := e.writer.Commit(ctx, tx); err != nil {
+			t.Fatalf("commit %d: %v", i+1, err)
+		}
+	}
+	if s := e.summary(); s.Pending != 1 {
+		t.Fatalf("outbox %+v after a retried commit; want 1 event", s)
+	}
+	other, _ := outbox.NewEvent("BookingReserved", "Booking", "b-3", map[string]any{"booking_id": "b-3"})
+	err := e.writer.Commit(ctx, outbox.Tx{Events: []outbox.Event{other}, IdempotencyToken: tx.IdempotencyToken})
+	if !errors.Is(err, outbox.ErrIdempotencyMismatch) {
+		t.Fatalf("token reused with other contents: got %v, want ErrIdempotencyMismatch", err)
+	}
+	if !strings.Contains(err.Error(), "idempotency") {
+		t.Fatalf("error %q does not say what went wrong", err)
+	}
+}

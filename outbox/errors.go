@@ -1,0 +1,58 @@
+package outbox
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// ValidationError means the transaction was rejected before it was sent:
+// a field is missing or malformed, or a DynamoDB limit would be exceeded.
+// Nothing was written.
+type ValidationError struct {
+	Field  string
+	Reason string
+}
+
+func (e *ValidationError) Error() string {
+	return fmt.Sprintf("outbox: invalid %s: %s", e.Field, e.Reason)
+}
+
+// ConditionFailedError means a condition of the transaction did not hold
+// (for example a booking id that already exists), so nothing was written.
+// Index is the action's position: the caller's writes first, in order, then
+// the events.
+type ConditionFailedError struct {
+	Index int
+	// Table is the target table of the failed action.
+	Table string
+	// EventID is set when the failed action is an outbox event.
+	EventID string
+	// Item is the item as it is in the table, when DynamoDB returned it
+	// (ReturnValuesOnConditionCheckFailure ALL_OLD on the action).
+	Item    map[string]types.AttributeValue
+	Message string
+	Err     error
+}
+
+func (e *ConditionFailedError) Error() string {
+	msg := fmt.Sprintf("outbox: condition failed on action %d (table %s)", e.Index, e.Table)
+	if e.EventID != "" {
+		msg += ", event " + e.EventID
+	}
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	return msg
+}
+
+func (e *ConditionFailedError) Unwrap() error { return e.Err }
+
+// ErrTransactionConflict means another request was changing one of the
+// items at the same time; nothing was written and the commit may be retried.
+var ErrTransactionConflict = errors.New("outbox: transaction conflict")
+
+// ErrIdempotencyMismatch means the idempotency token was used in the last
+// 10 minutes for a transaction with different contents; nothing was written.
+var ErrIdempotencyMismatch = errors.New("outbox: idempotency token reused with different contents")

@@ -1,0 +1,108 @@
+package outbox
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Status is the delivery state of an outbox item.
+type Status string
+
+// The outbox item states. An event is written PENDING; the relay moves it to
+// DELIVERED after the endpoint accepted it, or to FAILED when it cannot be
+// delivered (a poison row).
+const (
+	StatusPending   Status = "PENDING"
+	StatusDelivered Status = "DELIVERED"
+	StatusFailed    Status = "FAILED"
+)
+
+// Attribute names of the outbox item (see the package doc).
+const (
+	AttrEventID       = "event_id"
+	AttrEventType     = "event_type"
+	AttrAggregateType = "aggregate_type"
+	AttrAggregateID   = "aggregate_id"
+	AttrOccurredAt    = "occurred_at"
+	AttrPayload       = "payload"
+	AttrStatus        = "status"
+	AttrDeliveredAt   = "delivered_at"
+	AttrExpiresAt     = "expires_at"
+	AttrAttempts      = "attempts"
+	AttrLastError     = "last_error"
+	AttrFailedAt      = "failed_at"
+)
+
+// Event is a fact a handler wants the analytics endpoint to learn about.
+type Event struct {
+	// ID is unique and sorts by creation time (UUIDv7).
+	ID            string
+	Type          string
+	AggregateType string
+	AggregateID   string
+	// OccurredAt is stored in UTC.
+	OccurredAt time.Time
+	// Payload must be a JSON object; its fields become top-level fields of
+	// the row the relay sends.
+	Payload json.RawMessage
+}
+
+// NewEvent builds an event with a fresh UUIDv7 id, occurring now. payload is
+// a json.RawMessage or []byte holding a JSON object, or any value that
+// encoding/json marshals to an object (a struct or a map).
+func NewEvent(eventType, aggregateType, aggregateID string, payload any) (Event, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Event{}, fmt.Errorf("new event id: %w", err)
+	}
+	var raw json.RawMessage
+	switch p := payload.(type) {
+	case json.RawMessage:
+		raw = p
+	case []byte:
+		raw = p
+	default:
+		if raw, err = json.Marshal(payload); err != nil {
+			return Event{}, &ValidationError{Field: AttrPayload, Reason: err.Error()}
+		}
+	}
+	e := Event{
+		ID:            id.String(),
+		Type:          eventType,
+		AggregateType: aggregateType,
+		AggregateID:   aggregateID,
+		OccurredAt:    time.Now().UTC(),
+		Payload:       raw,
+	}
+	return e, e.Validate()
+}
+
+// Validate reports the first missing or malformed field as a *ValidationError.
+func (e Event) Validate() error {
+	for _, f := range []struct{ name, value string }{
+		{AttrEventID, e.ID}, {AttrEventType, e.Type},
+		{AttrAggregateType, e.AggregateType}, {AttrAggregateID, e.AggregateID},
+	} {
+		if f.value == "" {
+			return &ValidationError{Field: f.name, Reason: "must not be empty"}
+		}
+	}
+	if e.OccurredAt.IsZero() {
+		return &ValidationError{Field: AttrOccurredAt, Reason: "must be set"}
+	}
+	return ValidatePayload(e.Payload)
+}
+
+// ValidatePayload checks that p is one JSON object, the only payload shape
+// that can be flattened into a row.
+func ValidatePayload(p []byte) error {
+	p = bytes.TrimSpace(p)
+	if len(p) == 0 || p[0] != '{' || !json.Valid(p) {
+		return &ValidationError{Field: AttrPayload, Reason: "must be a JSON object"}
+	}
+	return nil
+}

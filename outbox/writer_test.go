@@ -1,0 +1,215 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/google/uuid"
+)
+
+// fakeTx records the input and answers with err: the unit tests only check
+// what the writer builds and how it reads DynamoDB's answers; the
+// transaction itself is tested against DynamoDB Local in integration/.
+type fakeTx struct {
+	in  *dynamodb.TransactWriteItemsInput
+	err error
+}
+
+func (f *fakeTx) TransactWriteItems(_ context.Context, in *dynamodb.TransactWriteItemsInput, _ ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	f.in = in
+	return &dynamodb.TransactWriteItemsOutput{}, f.err
+}
+
+func mustEvent(t *testing.T, payload any) Event {
+	t.Helper()
+	e, err := NewEvent("BookingReserved", "Booking", "b-1", payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestNewEvent(t *testing.T) {
+	e := mustEvent(t, map[string]string{"user_id": "u-1"})
+	id, err := uuid.Parse(e.ID)
+	if err != nil || id.Version() != 7 {
+		t.Fatalf("id %q is not a UUIDv7", e.ID)
+	}
+	if e.OccurredAt.Location() != time.UTC || time.Since(e.OccurredAt) > time.Minute {
+		t.Fatalf("occurred_at %v", e.OccurredAt)
+	}
+	later := mustEvent(t, map[string]string{})
+	if later.ID <= e.ID {
+		t.Fatalf("ids do not sort by time: %s then %s", e.ID, later.ID)
+	}
+}
+
+func TestEventValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		payload any
+		mutate  func(*Event)
+		field   string
+	}{
+		{"struct payload", struct {
+			A int `json:"a"`
+		}{1}, nil, ""},
+		{"raw object", []byte(` {"a":1}`), nil, ""},
+		{"array payload", []int{1}, nil, AttrPayload},
+		{"string payload", "x", nil, AttrPayload},
+		{"null payload", nil, nil, AttrPayload},
+		{"broken raw json", []byte(`{"a":`), nil, AttrPayload},
+		{"missing type", map[string]int{}, func(e *Event) { e.Type = "" }, AttrEventType},
+		{"missing aggregate id", map[string]int{}, func(e *Event) { e.AggregateID = "" }, AttrAggregateID},
+		{"missing time", map[string]int{}, func(e *Event) { e.OccurredAt = time.Time{} }, AttrOccurredAt},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, err := NewEvent("T", "A", "a-1", tt.payload)
+			if err == nil && tt.mutate != nil {
+				tt.mutate(&e)
+				err = e.Validate()
+			}
+			if tt.field == "" {
+				if err != nil {
+					t.Fatalf("unexpected %v", err)
+				}
+				return
+			}
+			var ve *ValidationError
+			if !errors.As(err, &ve) || ve.Field != tt.field {
+				t.Fatalf("got %v, want a validation error on %s", err, tt.field)
+			}
+		})
+	}
+}
+
+func TestCommitBuildsOneTransaction(t *testing.T) {
+	f := &fakeTx{}
+	w := &Writer{DB: f, Table: "Out"}
+	booking := types.TransactWriteItem{Put: &types.Put{TableName: aws.String("Bookings"), Item: map[string]types.AttributeValue{"booking_id": &types.AttributeValueMemberS{Value: "b-1"}}}}
+	e := mustEvent(t, map[string]string{"user_id": "u-1"})
+	if err := w.Commit(context.Background(), Tx{Writes: []types.TransactWriteItem{booking}, Events: []Event{e}, IdempotencyToken: "tok"}); err != nil {
+		t.Fatal(err)
+	}
+	items := f.in.TransactItems
+	if len(items) != 2 || items[0].Put != booking.Put || aws.ToString(f.in.ClientRequestToken) != "tok" {
+		t.Fatalf("transaction %+v", f.in)
+	}
+	put := items[1].Put
+	if aws.ToString(put.TableName) != "Out" || aws.ToString(put.ConditionExpression) != "attribute_not_exists(#id)" {
+		t.Fatalf("event put %+v", put)
+	}
+	back, status, err := DecodeItem(put.Item)
+	if err != nil || status != StatusPending || back.ID != e.ID || string(back.Payload) != string(e.Payload) || !back.OccurredAt.Equal(e.OccurredAt) {
+		t.Fatalf("item round trip: %+v %s %v", back, status, err)
+	}
+}
+
+func TestCommitChecksLimitsBeforeCalling(t *testing.T) {
+	big := mustEvent(t, map[string]string{"blob": strings.Repeat("x", MaxItemBytes)})
+	small := mustEvent(t, map[string]string{})
+	many := make([]Event, MaxActions+1)
+	for i := range many {
+		many[i] = small
+	}
+	fat := make([]Event, 11) // 11 x 390 KB > 4 MB
+	for i := range fat {
+		fat[i] = mustEvent(t, map[string]string{"blob": strings.Repeat("x", 390*1024)})
+	}
+	tests := []struct {
+		name  string
+		tx    Tx
+		field string
+	}{
+		{"no events", Tx{}, "events"},
+		{"item over 400 KB", Tx{Events: []Event{big}}, "action 0"},
+		{"over 100 actions", Tx{Events: many}, "transaction"},
+		{"over 4 MB", Tx{Events: fat}, "transaction"},
+		{"token too long", Tx{Events: []Event{small}, IdempotencyToken: strings.Repeat("t", 37)}, "idempotency token"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeTx{}
+			err := (&Writer{DB: f}).Commit(context.Background(), tt.tx)
+			var ve *ValidationError
+			if !errors.As(err, &ve) || ve.Field != tt.field {
+				t.Fatalf("got %v, want a validation error on %q", err, tt.field)
+			}
+			if f.in != nil {
+				t.Fatal("DynamoDB was called despite the validation error")
+			}
+		})
+	}
+}
+
+func TestCommitClassifiesErrors(t *testing.T) {
+	e := mustEvent(t, map[string]string{})
+	booking := types.TransactWriteItem{Put: &types.Put{TableName: aws.String("Bookings"), Item: map[string]types.AttributeValue{"booking_id": &types.AttributeValueMemberS{Value: "b-1"}}}}
+	canceled := func(codes ...string) error {
+		var reasons []types.CancellationReason
+		for _, c := range codes {
+			reasons = append(reasons, types.CancellationReason{Code: aws.String(c), Message: aws.String(c + " message")})
+		}
+		return &types.TransactionCanceledException{CancellationReasons: reasons}
+	}
+	tests := []struct {
+		name  string
+		err   error
+		check func(t *testing.T, err error)
+	}{
+		{"business condition", canceled("ConditionalCheckFailed", "None"), func(t *testing.T, err error) {
+			var cf *ConditionFailedError
+			if !errors.As(err, &cf) || cf.Index != 0 || cf.Table != "Bookings" || cf.EventID != "" {
+				t.Fatalf("got %v", err)
+			}
+		}},
+		{"event condition", canceled("None", "ConditionalCheckFailed"), func(t *testing.T, err error) {
+			var cf *ConditionFailedError
+			if !errors.As(err, &cf) || cf.Index != 1 || cf.EventID != e.ID || cf.Table != DefaultTable {
+				t.Fatalf("got %v", err)
+			}
+		}},
+		{"conflict", canceled("TransactionConflict", "None"), func(t *testing.T, err error) {
+			if !errors.Is(err, ErrTransactionConflict) {
+				t.Fatalf("got %v", err)
+			}
+		}},
+		{"idempotency mismatch", &types.IdempotentParameterMismatchException{}, func(t *testing.T, err error) {
+			if !errors.Is(err, ErrIdempotencyMismatch) {
+				t.Fatalf("got %v", err)
+			}
+		}},
+		{"other errors stay reachable", &types.InternalServerError{}, func(t *testing.T, err error) {
+			var ise *types.InternalServerError
+			if !errors.As(err, &ise) {
+				t.Fatalf("got %v", err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := (&Writer{DB: &fakeTx{err: tt.err}}).Commit(context.Background(), Tx{Writes: []types.TransactWriteItem{booking}, Events: []Event{e}})
+			tt.check(t, err)
+		})
+	}
+}
+
+func TestItemSize(t *testing.T) {
+	item := map[string]types.AttributeValue{
+		"s": &types.AttributeValueMemberS{Value: "abc"},   // 1 + 3
+		"b": &types.AttributeValueMemberBOOL{Value: true}, // 1 + 1
+		"l": &types.AttributeValueMemberL{Value: []types.AttributeValue{ // 1 + 3 + (1+2)
+			&types.AttributeValueMemberS{Value: "xy"},
+		}},
+	}
+	if got := ItemSize(item); got != 4+2+7 {
+		t.Fatalf("size %d, want 13", got)
+	}
+}

@@ -1,0 +1,201 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/ddboutbox/ddboutbox/dynamo"
+)
+
+// Format is the JSON shape of a POST body.
+type Format string
+
+// The body formats. FormatArray is what Power BI streaming datasets take;
+// FormatRows is what Power BI push datasets take.
+const (
+	FormatArray Format = "array" // [{row}, {row}]
+	FormatRows  Format = "rows"  // {"rows":[{row}, {row}]}
+)
+
+// Limits and defaults of the batching knobs.
+const (
+	DefaultBatchSize   = 500
+	MaxBatchSize       = 10000 // Power BI's rows-per-request limit
+	DefaultBatchBytes  = 1 << 20
+	DefaultBatchWindow = time.Second
+)
+
+// Config is the relay's configuration. The zero value of every field but
+// SinkURL means its documented default.
+type Config struct {
+	// SinkURL is the analytics endpoint batches are POSTed to. Required.
+	SinkURL string
+	// SinkFormat is FormatArray (default) or FormatRows.
+	SinkFormat Format
+	// BatchSize flushes a batch at this many rows. Default 500, max 10,000.
+	BatchSize int
+	// BatchBytes is a hard cap on a POST body's size in bytes. Default 1 MiB.
+	BatchBytes int
+	// BatchWindow flushes a batch this long after its first record arrived.
+	// Default 1s; use a tiny value such as 1ms to send without lingering.
+	BatchWindow time.Duration
+
+	// Tables names the outbox and state tables. Defaults "Outbox" and
+	// "OutboxRelayState".
+	Tables dynamo.Tables
+	// DeliveredTTL sets expires_at on delivered events. Default 7 days.
+	DeliveredTTL time.Duration
+
+	// RequestTimeout bounds one POST. Default 10s.
+	RequestTimeout time.Duration
+	// RetryBase and RetryMax bound the full-jitter backoff between
+	// retries of a failed POST. Defaults 200ms and 30s.
+	RetryBase, RetryMax time.Duration
+
+	// PollInterval is the wait between GetRecords calls on a shard that
+	// returned nothing. Default 250ms (DynamoDB Streams allows 5 calls per
+	// second per shard).
+	PollInterval time.Duration
+	// ShardSyncInterval is how often the stream's shard list is refreshed
+	// to pick up new shards. Default 10s.
+	ShardSyncInterval time.Duration
+	// MarkConcurrency is how many marking writes run at once. Default 16.
+	MarkConcurrency int
+
+	// Owner names this relay in the lease table. Default: the hostname, so
+	// a restarted relay on the same host takes its shards back at once.
+	// Set it when running several relays on one host.
+	Owner string
+	// LeaseDuration is how long a shard lease lives unrenewed. Default 30s.
+	LeaseDuration time.Duration
+	// ShutdownTimeout bounds the final flush on shutdown. Default 30s.
+	ShutdownTimeout time.Duration
+
+	// Logger receives the relay's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// ErrInvalidConfig wraps every configuration error.
+var ErrInvalidConfig = errors.New("invalid relay config")
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.SinkFormat == "" {
+		c.SinkFormat = FormatArray
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.BatchBytes == 0 {
+		c.BatchBytes = DefaultBatchBytes
+	}
+	def(&c.BatchWindow, DefaultBatchWindow)
+	c.Tables = c.Tables.WithDefaults()
+	def(&c.DeliveredTTL, 7*24*time.Hour)
+	def(&c.RequestTimeout, 10*time.Second)
+	def(&c.RetryBase, 200*time.Millisecond)
+	def(&c.RetryMax, 30*time.Second)
+	def(&c.PollInterval, 250*time.Millisecond)
+	def(&c.ShardSyncInterval, 10*time.Second)
+	if c.MarkConcurrency == 0 {
+		c.MarkConcurrency = 16
+	}
+	if c.Owner == "" {
+		c.Owner, _ = os.Hostname()
+		if c.Owner == "" {
+			c.Owner = "relay"
+		}
+	}
+	def(&c.LeaseDuration, 30*time.Second)
+	def(&c.ShutdownTimeout, 30*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate reports the first invalid field, after defaults are applied.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	if c.SinkURL == "" {
+		return bad("sink url is required")
+	}
+	u, err := url.Parse(c.SinkURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return bad("sink url %q must be an absolute http(s) URL", redactURL(c.SinkURL))
+	}
+	if c.SinkFormat != FormatArray && c.SinkFormat != FormatRows {
+		return bad("sink format %q must be %q or %q", c.SinkFormat, FormatArray, FormatRows)
+	}
+	if c.BatchSize < 1 || c.BatchSize > MaxBatchSize {
+		return bad("batch size %d must be between 1 and %d", c.BatchSize, MaxBatchSize)
+	}
+	if min := envelopeSize(c.SinkFormat) + 2; c.BatchBytes < min {
+		return bad("batch bytes %d must be at least %d", c.BatchBytes, min)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"batch window", c.BatchWindow}, {"delivered ttl", c.DeliveredTTL},
+		{"request timeout", c.RequestTimeout}, {"retry base", c.RetryBase}, {"retry max", c.RetryMax},
+		{"poll interval", c.PollInterval}, {"shard sync interval", c.ShardSyncInterval},
+		{"lease duration", c.LeaseDuration}, {"shutdown timeout", c.ShutdownTimeout},
+	} {
+		if d.v < 0 {
+			return bad("%s %s must not be negative", d.name, d.v)
+		}
+	}
+	if c.RetryMax < c.RetryBase {
+		return bad("retry max %s is below retry base %s", c.RetryMax, c.RetryBase)
+	}
+	if c.MarkConcurrency < 1 {
+		return bad("mark concurrency %d must be at least 1", c.MarkConcurrency)
+	}
+	return nil
+}
+
+// redactURL drops credentials and query values from a URL before it is
+// logged: Power BI push URLs carry their key in the query string.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparseable url>"
+	}
+	if u.User != nil {
+		u.User = url.User("REDACTED")
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k := range q {
+			q.Set(k, "REDACTED")
+		}
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
+
+// MarshalText lets a Format be a flag value (flag.TextVar).
+func (f Format) MarshalText() ([]byte, error) { return []byte(f), nil }
+
+// UnmarshalText accepts "array" or "rows".
+func (f *Format) UnmarshalText(b []byte) error {
+	switch v := Format(b); v {
+	case FormatArray, FormatRows:
+		*f = v
+		return nil
+	}
+	return fmt.Errorf("%w: sink format %q must be %q or %q", ErrInvalidConfig, b, FormatArray, FormatRows)
+}

@@ -1,0 +1,69 @@
+package relay
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigValidate(t *testing.T) {
+	ok := Config{SinkURL: "http://127.0.0.1:9000/rows"}
+	tests := []struct {
+		name    string
+		mutate  func(*Config)
+		wantErr string
+	}{
+		{"defaults are valid", func(*Config) {}, ""},
+		{"rows format", func(c *Config) { c.SinkFormat = FormatRows }, ""},
+		{"max batch size", func(c *Config) { c.BatchSize = 10000 }, ""},
+		{"missing sink url", func(c *Config) { c.SinkURL = "" }, "sink url is required"},
+		{"relative sink url", func(c *Config) { c.SinkURL = "/rows" }, "absolute http(s)"},
+		{"unknown format", func(c *Config) { c.SinkFormat = "xml" }, "sink format"},
+		{"batch size over Power BI's limit", func(c *Config) { c.BatchSize = 10001 }, "batch size"},
+		{"negative batch size", func(c *Config) { c.BatchSize = -1 }, "batch size"},
+		{"byte cap below an envelope", func(c *Config) { c.BatchBytes = 3 }, "batch bytes"},
+		{"negative window", func(c *Config) { c.BatchWindow = -time.Second }, "batch window"},
+		{"retry max below base", func(c *Config) { c.RetryBase = time.Second; c.RetryMax = time.Millisecond }, "retry max"},
+		{"secret query is not echoed", func(c *Config) { c.SinkURL = "ftp://h/x?key=s3cret" }, "REDACTED"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := ok
+			tt.mutate(&c)
+			err := c.Validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("got %v, want an ErrInvalidConfig containing %q", err, tt.wantErr)
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Fatalf("error leaks the secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	c := Config{}.WithDefaults()
+	if c.BatchSize != 500 || c.BatchBytes != 1<<20 || c.BatchWindow != time.Second || c.SinkFormat != FormatArray ||
+		c.DeliveredTTL != 7*24*time.Hour || c.Tables.Outbox != "Outbox" || c.Tables.State != "OutboxRelayState" {
+		t.Fatalf("defaults %+v", c)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	got := redactURL("https://user:pw@api.powerbi.com/beta/x/datasets/y/rows?key=abc%3D&other=1")
+	for _, secret := range []string{"pw", "abc", "user"} {
+		if strings.Contains(got, secret) {
+			t.Fatalf("%q still contains %q", got, secret)
+		}
+	}
+	if !strings.Contains(got, "api.powerbi.com/beta/x/datasets/y/rows") {
+		t.Fatalf("%q lost the host and path", got)
+	}
+}

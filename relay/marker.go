@@ -1,0 +1,116 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ddboutbox/ddboutbox/outbox"
+)
+
+// UpdateItemAPI is the part of the DynamoDB client marking needs.
+type UpdateItemAPI interface {
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+}
+
+// maxLastError bounds last_error: it is for a human, and an endpoint's
+// error body can be large.
+const maxLastError = 1000
+
+// marker moves outbox items out of PENDING. Every write is conditional on
+// status = PENDING, so an event is never moved twice and a FAILED event is
+// never overwritten by a late delivery of a duplicate.
+type marker struct {
+	db          UpdateItemAPI
+	table       string
+	ttl         time.Duration
+	concurrency int
+	now         func() time.Time
+	// policy retries each write until it lands (or ctx ends), so one slow
+	// write does not resend a whole batch and dups stay exact.
+	policy backoff
+	onErr  func(error)
+}
+
+// delivered marks ids DELIVERED, with several writes in flight. It returns
+// how many were already out of PENDING (delivered before: a duplicate).
+func (m *marker) delivered(ctx context.Context, ids []string) (dups int, err error) {
+	now := m.now().UTC()
+	values := map[string]types.AttributeValue{
+		":pending":   &types.AttributeValueMemberS{Value: string(outbox.StatusPending)},
+		":delivered": &types.AttributeValueMemberS{Value: string(outbox.StatusDelivered)},
+		":at":        &types.AttributeValueMemberS{Value: now.Format(time.RFC3339Nano)},
+		":exp":       &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Add(m.ttl).Unix(), 10)},
+	}
+	var n atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(m.concurrency)
+	for _, id := range ids {
+		g.Go(func() error {
+			return m.policy.retry(gctx, func(ctx context.Context) error {
+				dup, err := m.update(ctx, id, "SET #status = :delivered, #dat = :at, #exp = :exp",
+					map[string]string{"#dat": outbox.AttrDeliveredAt, "#exp": outbox.AttrExpiresAt}, values)
+				if dup {
+					n.Add(1)
+				}
+				return err
+			}, m.onErr)
+		})
+	}
+	err = g.Wait()
+	return int(n.Load()), err
+}
+
+// failed marks one event FAILED with the reason. An event already out of
+// PENDING is left alone.
+func (m *marker) failed(ctx context.Context, id string, cause error) error {
+	reason := cause.Error()
+	if len(reason) > maxLastError {
+		reason = reason[:maxLastError]
+	}
+	values := map[string]types.AttributeValue{
+		":pending": &types.AttributeValueMemberS{Value: string(outbox.StatusPending)},
+		":failed":  &types.AttributeValueMemberS{Value: string(outbox.StatusFailed)},
+		":err":     &types.AttributeValueMemberS{Value: reason},
+		":at":      &types.AttributeValueMemberS{Value: m.now().UTC().Format(time.RFC3339Nano)},
+		":one":     &types.AttributeValueMemberN{Value: "1"},
+	}
+	return m.policy.retry(ctx, func(ctx context.Context) error {
+		_, err := m.update(ctx, id, "SET #status = :failed, #err = :err, #fat = :at ADD #attempts :one",
+			map[string]string{"#err": outbox.AttrLastError, "#fat": outbox.AttrFailedAt, "#attempts": outbox.AttrAttempts}, values)
+		return err
+	}, m.onErr)
+}
+
+// update applies expr to a PENDING item; dup reports that it was not
+// PENDING (or no longer exists).
+func (m *marker) update(ctx context.Context, id, expr string, names map[string]string, values map[string]types.AttributeValue) (dup bool, err error) {
+	allNames := map[string]string{"#status": outbox.AttrStatus}
+	for k, v := range names {
+		allNames[k] = v
+	}
+	_, err = m.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(m.table),
+		Key:                       map[string]types.AttributeValue{outbox.AttrEventID: &types.AttributeValueMemberS{Value: id}},
+		UpdateExpression:          aws.String(expr),
+		ConditionExpression:       aws.String("#status = :pending"),
+		ExpressionAttributeNames:  allNames,
+		ExpressionAttributeValues: values,
+	})
+	var ccf *types.ConditionalCheckFailedException
+	if errors.As(err, &ccf) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("mark %s: %w", id, err)
+	}
+	return false, nil
+}

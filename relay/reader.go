@@ -1,0 +1,178 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+	streamtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
+
+	"github.com/ddboutbox/ddboutbox/outbox"
+)
+
+// ErrRowTooLarge means an event's row alone exceeds the batch byte cap, so
+// no batch can carry it; the event is marked FAILED.
+var ErrRowTooLarge = errors.New("row exceeds the batch byte cap")
+
+// getRecordsLimit is the most records one GetRecords call returns.
+const getRecordsLimit = 1000
+
+// readShard follows one shard from just after checkpoint (TRIM_HORIZON when
+// there is none) to its end, sending every record to out in stream order.
+func (r *Relay) readShard(ctx context.Context, arn string, w *shardWork, checkpoint string, out chan<- record) {
+	log := r.log.With("shard", w.id)
+	// last is the newest sequence number handed to the pipeline: an expired
+	// iterator is re-acquired after it, which is never before the
+	// checkpoint and never re-reads a record already in flight.
+	last := checkpoint
+	trimmedLogged := false
+	iter, err := r.iterator(ctx, arn, w.id, last)
+	for attempt := 0; ctx.Err() == nil; {
+		if err == nil {
+			var res *dynamodbstreams.GetRecordsOutput
+			res, err = r.streams.GetRecords(ctx, &dynamodbstreams.GetRecordsInput{ShardIterator: aws.String(iter), Limit: aws.Int32(getRecordsLimit)})
+			if err == nil {
+				attempt = 0
+				for _, rec := range res.Records {
+					rr := r.toRecord(rec)
+					rr.shard = w
+					select {
+					case out <- rr:
+						last = rr.seq
+					case <-ctx.Done():
+						return
+					}
+				}
+				if res.NextShardIterator == nil {
+					select {
+					case out <- record{shard: w, shardEnd: true}:
+						log.Info("shard ended")
+					case <-ctx.Done():
+					}
+					return
+				}
+				iter = aws.ToString(res.NextShardIterator)
+				if len(res.Records) == 0 {
+					_ = sleep(ctx, r.cfg.PollInterval)
+				}
+				continue
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		var expired *streamtypes.ExpiredIteratorException
+		var trimmed *streamtypes.TrimmedDataAccessException
+		var gone *streamtypes.ResourceNotFoundException
+		switch {
+		case errors.As(err, &expired):
+			iter, err = r.iterator(ctx, arn, w.id, last)
+			continue
+		case errors.As(err, &trimmed):
+			// The records after the checkpoint are older than the stream's
+			// 24 hours; what is left starts at TRIM_HORIZON.
+			if !trimmedLogged {
+				log.Warn("stream records past the checkpoint were trimmed; continuing from TRIM_HORIZON", "checkpoint", last)
+				trimmedLogged = true
+			}
+			last = ""
+			iter, err = r.iterator(ctx, arn, w.id, "")
+			continue
+		case errors.As(err, &gone):
+			log.Warn("shard no longer in the stream", "err", err)
+			w.stopped.Store(true)
+			r.nudge()
+			return
+		}
+		log.Warn("reading shard failed, retrying", "err", err)
+		if sleep(ctx, r.policy.delay(attempt, 0)) != nil {
+			return
+		}
+		attempt++
+		iter, err = r.iterator(ctx, arn, w.id, last)
+	}
+}
+
+// iterator positions a shard iterator just after seq, or at TRIM_HORIZON.
+func (r *Relay) iterator(ctx context.Context, arn, shardID, seq string) (string, error) {
+	in := &dynamodbstreams.GetShardIteratorInput{
+		StreamArn:         aws.String(arn),
+		ShardId:           aws.String(shardID),
+		ShardIteratorType: streamtypes.ShardIteratorTypeTrimHorizon,
+	}
+	if seq != "" {
+		in.ShardIteratorType = streamtypes.ShardIteratorTypeAfterSequenceNumber
+		in.SequenceNumber = aws.String(seq)
+	}
+	out, err := r.streams.GetShardIterator(ctx, in)
+	if err != nil {
+		return "", fmt.Errorf("get shard iterator %s: %w", shardID, err)
+	}
+	return aws.ToString(out.ShardIterator), nil
+}
+
+// toRecord decides what a stream record means for delivery. Only INSERTs
+// of PENDING outbox items carry a row; MODIFY records are the relay's own
+// marks and REMOVE records are TTL expiry, so both only move the checkpoint.
+func (r *Relay) toRecord(rec streamtypes.Record) record {
+	out := classifyRecord(rec, r.cfg.SinkFormat, r.cfg.BatchBytes)
+	if out.eventID == "" {
+		r.n.skipped.Add(1)
+	} else {
+		r.n.read.Add(1)
+	}
+	return out
+}
+
+func classifyRecord(rec streamtypes.Record, format Format, maxBytes int) record {
+	var out record
+	if rec.Dynamodb == nil {
+		return out
+	}
+	out.seq = aws.ToString(rec.Dynamodb.SequenceNumber)
+	if rec.EventName != streamtypes.OperationTypeInsert || rec.Dynamodb.NewImage == nil {
+		return out
+	}
+	if _, ok := rec.Dynamodb.NewImage[outbox.AttrEventID]; !ok {
+		return out // not an outbox item
+	}
+	img, err := attributevalue.FromDynamoDBStreamsMap(rec.Dynamodb.NewImage)
+	if err != nil {
+		out.eventID = streamString(rec.Dynamodb.NewImage, outbox.AttrEventID)
+		out.fail = fmt.Errorf("convert stream image: %w", err)
+		return out
+	}
+	e, status, err := outbox.DecodeItem(img)
+	if err != nil {
+		out.eventID = streamString(rec.Dynamodb.NewImage, outbox.AttrEventID)
+		if out.eventID != "" {
+			out.fail = err
+		}
+		return out
+	}
+	if status != outbox.StatusPending {
+		return out
+	}
+	out.eventID = e.ID
+	row, err := EncodeRow(e)
+	if err != nil {
+		out.fail = err
+		return out
+	}
+	if envelopeSize(format)+len(row) > maxBytes {
+		out.fail = fmt.Errorf("%w: %d bytes, cap %d", ErrRowTooLarge, len(row), maxBytes)
+		return out
+	}
+	out.row = row
+	return out
+}
+
+func streamString(img map[string]streamtypes.AttributeValue, name string) string {
+	if s, ok := img[name].(*streamtypes.AttributeValueMemberS); ok {
+		return s.Value
+	}
+	return ""
+}

@@ -1,0 +1,299 @@
+// Package relay tails the outbox table's DynamoDB stream and delivers
+// outbox events to an analytics endpoint: it micro-batches rows, POSTs each
+// batch as one JSON request, marks the events DELIVERED and only then
+// checkpoints the shard. Delivery is at-least-once: a checkpoint never
+// passes an event that is neither DELIVERED nor FAILED, so after a crash at
+// most the batch in flight is sent again.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+
+	"github.com/ddboutbox/ddboutbox/dynamo"
+)
+
+// DB is the part of the DynamoDB client the relay needs.
+type DB interface {
+	dynamo.DescribeTableAPI
+	dynamo.LeaseAPI
+	UpdateItemAPI
+}
+
+// StreamsAPI is the part of the DynamoDB Streams client the relay needs.
+type StreamsAPI interface {
+	dynamo.DescribeStreamAPI
+	GetShardIterator(ctx context.Context, in *dynamodbstreams.GetShardIteratorInput, optFns ...func(*dynamodbstreams.Options)) (*dynamodbstreams.GetShardIteratorOutput, error)
+	GetRecords(ctx context.Context, in *dynamodbstreams.GetRecordsInput, optFns ...func(*dynamodbstreams.Options)) (*dynamodbstreams.GetRecordsOutput, error)
+}
+
+var (
+	_ DB         = (*dynamodb.Client)(nil)
+	_ StreamsAPI = (*dynamodbstreams.Client)(nil)
+)
+
+// Stats counts what the relay did since it started.
+type Stats struct {
+	// Read is outbox events read from the stream.
+	Read int64
+	// Delivered is events marked DELIVERED by this relay.
+	Delivered int64
+	// Duplicates is events the endpoint accepted that were already out of
+	// PENDING (delivered before, e.g. by a relay that crashed before its
+	// checkpoint).
+	Duplicates int64
+	// Failed is events marked FAILED.
+	Failed int64
+	// Batches is POSTs the endpoint accepted; Requests is all POSTs.
+	Batches, Requests int64
+	// Skipped is stream records that carry no event to send: MODIFY
+	// (the relay's own marks), REMOVE (TTL expiry), non-outbox items.
+	Skipped int64
+	// Checkpoints is checkpoint writes.
+	Checkpoints int64
+}
+
+type counters struct {
+	read, delivered, duplicates, failed, batches, requests, skipped, checkpoints atomic.Int64
+}
+
+// Relay moves outbox events from the stream to the endpoint.
+type Relay struct {
+	cfg     Config
+	log     *slog.Logger
+	db      DB
+	streams StreamsAPI
+	sink    Sink
+	leases  *dynamo.Leases
+	marker  *marker
+	policy  backoff
+	n       counters
+
+	// wake nudges the coordinator when a shard finished.
+	wake chan struct{}
+}
+
+// New builds a relay. sink may be nil, in which case batches are POSTed to
+// cfg.SinkURL.
+func New(cfg Config, db DB, streams StreamsAPI, sink Sink) (*Relay, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.WithDefaults()
+	if sink == nil {
+		sink = &HTTPSink{URL: cfg.SinkURL, Timeout: cfg.RequestTimeout, Client: &http.Client{}}
+	}
+	r := &Relay{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "relay"),
+		db:      db,
+		streams: streams,
+		sink:    sink,
+		policy:  backoff{base: cfg.RetryBase, max: cfg.RetryMax},
+		wake:    make(chan struct{}, 1),
+		leases: &dynamo.Leases{
+			DB: db, Table: cfg.Tables.State, Owner: cfg.Owner, Duration: cfg.LeaseDuration,
+		},
+	}
+	r.marker = &marker{
+		db: db, table: cfg.Tables.Outbox, ttl: cfg.DeliveredTTL, concurrency: cfg.MarkConcurrency,
+		now: time.Now, policy: r.policy,
+		onErr: func(err error) { r.log.Warn("mark failed, retrying", "err", err) },
+	}
+	return r, nil
+}
+
+// Stats returns a snapshot of the counters.
+func (r *Relay) Stats() Stats {
+	return Stats{
+		Read: r.n.read.Load(), Delivered: r.n.delivered.Load(), Duplicates: r.n.duplicates.Load(),
+		Failed: r.n.failed.Load(), Batches: r.n.batches.Load(), Requests: r.n.requests.Load(),
+		Skipped: r.n.skipped.Load(), Checkpoints: r.n.checkpoints.Load(),
+	}
+}
+
+// shardWork is one shard being read by this relay.
+type shardWork struct {
+	id     string
+	cancel context.CancelFunc
+	// finished is set by the pipeline once the shard's end is checkpointed.
+	finished atomic.Bool
+	// stopped is set when the reader quit early (lease lost, shard gone);
+	// the coordinator forgets the shard so a later sync can take it again.
+	stopped atomic.Bool
+}
+
+// Run tails the stream until ctx is done, then stops reading, delivers the
+// batch in hand, marks and checkpoints it, releases its leases and returns
+// nil. It returns an error if the stream cannot be found or the final flush
+// does not complete within ShutdownTimeout.
+func (r *Relay) Run(ctx context.Context) error {
+	arn, err := dynamo.StreamARN(ctx, r.db, r.cfg.Tables.Outbox)
+	if err != nil {
+		return err
+	}
+	log := r.log.With("stream", arn)
+	log.Info("relay started", "owner", r.cfg.Owner, "sink", redactURL(r.cfg.SinkURL),
+		"batch_size", r.cfg.BatchSize, "batch_bytes", r.cfg.BatchBytes, "batch_window", r.cfg.BatchWindow)
+
+	// The pipeline outlives ctx so that the batch in hand is delivered on
+	// shutdown; it is cut off ShutdownTimeout after ctx ends.
+	pipeCtx, pipeCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer pipeCancel()
+	records := make(chan record, 2*r.cfg.BatchSize)
+	pipeDone := make(chan error, 1)
+	go func() { pipeDone <- r.pipeline(pipeCtx, arn, records) }()
+
+	var readers sync.WaitGroup
+	running := map[string]*shardWork{}
+	syncShards := func() {
+		if err := r.syncShards(ctx, arn, running, records, &readers); err != nil && ctx.Err() == nil {
+			log.Warn("shard sync failed", "err", err)
+		}
+	}
+	syncShards()
+	syncTick := time.NewTicker(r.cfg.ShardSyncInterval)
+	defer syncTick.Stop()
+	renewTick := time.NewTicker(r.cfg.LeaseDuration / 3)
+	defer renewTick.Stop()
+
+	var pipeErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case pipeErr = <-pipeDone:
+			break loop
+		case <-r.wake:
+			syncShards()
+		case <-syncTick.C:
+			syncShards()
+		case <-renewTick.C:
+			r.renew(ctx, arn, running)
+		}
+	}
+
+	log.Info("relay stopping: flushing the batch in hand")
+	for _, w := range running {
+		w.cancel()
+	}
+	readers.Wait()
+	close(records)
+	if pipeErr == nil {
+		stop := time.AfterFunc(r.cfg.ShutdownTimeout, pipeCancel)
+		pipeErr = <-pipeDone
+		stop.Stop()
+	}
+	r.release(arn, running)
+	st := r.Stats()
+	log.Info("relay stopped", "read", st.Read, "delivered", st.Delivered, "duplicates", st.Duplicates,
+		"failed", st.Failed, "batches", st.Batches)
+	if pipeErr != nil {
+		return fmt.Errorf("relay: %w", pipeErr)
+	}
+	return nil
+}
+
+// syncShards starts a reader for every shard that is ready: not finished,
+// not running, with its parent finished (or gone from the stream, which
+// happens once its records are older than 24 hours), and whose lease this
+// relay could take.
+func (r *Relay) syncShards(ctx context.Context, arn string, running map[string]*shardWork, out chan<- record, readers *sync.WaitGroup) error {
+	for id, w := range running {
+		if w.finished.Load() || w.stopped.Load() {
+			delete(running, id)
+		}
+	}
+	shards, err := dynamo.ListShards(ctx, r.streams, arn)
+	if err != nil {
+		return err
+	}
+	leases, err := r.leases.List(ctx, arn)
+	if err != nil {
+		return err
+	}
+	finished := map[string]bool{}
+	for _, l := range leases {
+		finished[l.ShardID] = l.Finished()
+	}
+	known := map[string]bool{}
+	for _, s := range shards {
+		known[s.ID] = true
+	}
+	for _, s := range shards {
+		if running[s.ID] != nil || finished[s.ID] {
+			continue
+		}
+		if s.ParentID != "" && known[s.ParentID] && !finished[s.ParentID] {
+			continue // a child waits for its parent, or order across the split is lost
+		}
+		lease, err := r.leases.Acquire(ctx, arn, s)
+		if errors.Is(err, dynamo.ErrLeaseHeld) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if lease.Finished() {
+			continue
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		w := &shardWork{id: s.ID, cancel: cancel}
+		running[s.ID] = w
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			r.readShard(rctx, arn, w, lease.Checkpoint, out)
+		}()
+	}
+	return nil
+}
+
+// renew extends this relay's leases; a shard whose lease was lost stops.
+func (r *Relay) renew(ctx context.Context, arn string, running map[string]*shardWork) {
+	for id, w := range running {
+		if w.finished.Load() {
+			continue
+		}
+		err := r.leases.Renew(ctx, arn, id)
+		if errors.Is(err, dynamo.ErrLeaseLost) {
+			r.log.Warn("lease lost, stopping shard", "shard", id)
+			w.cancel()
+			delete(running, id)
+		} else if err != nil && ctx.Err() == nil {
+			r.log.Warn("lease renewal failed", "shard", id, "err", err)
+		}
+	}
+}
+
+// release gives up the leases of unfinished shards on shutdown so another
+// relay (or this one restarted) can take them at once.
+func (r *Relay) release(arn string, running map[string]*shardWork) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for id, w := range running {
+		if w.finished.Load() {
+			continue
+		}
+		if err := r.leases.Release(ctx, arn, id); err != nil {
+			r.log.Warn("lease release failed", "shard", id, "err", err)
+		}
+	}
+}
+
+func (r *Relay) nudge() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,167 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Sink delivers one batch body to the analytics endpoint. A nil error
+// means the endpoint accepted every row.
+type Sink interface {
+	Send(ctx context.Context, body []byte, idempotencyKey string) error
+}
+
+// StatusError is a non-2xx answer from the endpoint.
+type StatusError struct {
+	Code int
+	// RetryAfter is the endpoint's Retry-After, 0 when absent.
+	RetryAfter time.Duration
+	// Body is the start of the response body, for the error message.
+	Body string
+}
+
+func (e *StatusError) Error() string {
+	if e.Body == "" {
+		return fmt.Sprintf("endpoint answered %d", e.Code)
+	}
+	return fmt.Sprintf("endpoint answered %d: %s", e.Code, e.Body)
+}
+
+// HTTPSink POSTs batches as application/json.
+type HTTPSink struct {
+	URL string
+	// Client defaults to a client with no overall timeout: Timeout bounds
+	// each request instead.
+	Client *http.Client
+	// Timeout bounds one request, body included.
+	Timeout time.Duration
+}
+
+var _ Sink = (*HTTPSink)(nil)
+
+// maxErrorBody bounds what is read of an error response for the message;
+// maxDrain bounds what is read at all, so a hostile or broken endpoint
+// cannot make the relay read forever.
+const (
+	maxErrorBody = 512
+	maxDrain     = 64 << 10
+)
+
+// Send POSTs body once. The Idempotency-Key header lets the receiver drop a
+// batch it has already accepted.
+func (s *HTTPSink) Send(ctx context.Context, body []byte, idempotencyKey string) error {
+	if s.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.Timeout)
+		defer cancel()
+	}
+	// bytes.Reader makes the request replayable: net/http sets GetBody.
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("build request for %s: %w", redactURL(s.URL), stripURL(err))
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", idempotencyKey)
+	client := s.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("post to %s: %w", redactURL(s.URL), stripURL(err))
+	}
+	defer resp.Body.Close()
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	// Draining lets the connection be reused.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
+	if resp.StatusCode/100 == 2 {
+		return nil
+	}
+	return &StatusError{
+		Code:       resp.StatusCode,
+		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
+		Body:       strings.TrimSpace(string(head)),
+	}
+}
+
+// stripURL removes the URL net/http puts in its errors: it may hold the
+// endpoint's key.
+func stripURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
+}
+
+// parseRetryAfter reads both forms of Retry-After (RFC 9110 10.2.3):
+// delay-seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(v); err == nil {
+		if secs < 0 {
+			return 0
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// verdict is what the relay does after a failed POST.
+type verdict int
+
+const (
+	// retryBatch: transient (network, 408, 429, 5xx); send it again.
+	retryBatch verdict = iota
+	// splitBatch: the endpoint rejected the rows (400, 422) or the size
+	// (413); bisect to isolate the offending rows.
+	splitBatch
+)
+
+func classifySend(err error) verdict {
+	var se *StatusError
+	if errors.As(err, &se) {
+		switch se.Code {
+		case http.StatusBadRequest, http.StatusUnprocessableEntity, http.StatusRequestEntityTooLarge:
+			return splitBatch
+		}
+	}
+	// Everything else, including 401/403/404 (a misconfigured endpoint,
+	// not bad rows), is retried: failing rows for it would lose them.
+	return retryBatch
+}
+
+func retryAfterOf(err error) time.Duration {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.RetryAfter
+	}
+	return 0
+}
+
+// idempotencyKey is stable for the same set of events, so every retry of a
+// batch carries the same key, and differs for each half of a split batch.
+func idempotencyKey(recs []*record) string {
+	h := sha256.New()
+	for _, r := range recs {
+		h.Write([]byte(r.eventID))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
