@@ -191,7 +191,10 @@ loop:
 	close(records)
 	if pipeErr == nil {
 		stop := time.AfterFunc(r.cfg.ShutdownTimeout, pipeCancel)
-		pipeErr = <-pipeDone
+		if pipeErr = <-pipeDone; errors.Is(pipeErr, context.Canceled) {
+			pipeErr = fmt.Errorf("shutdown timeout %s passed before the batch in hand was delivered; "+
+				"it was not checkpointed and will be read again: %w", r.cfg.ShutdownTimeout, pipeErr)
+		}
 		stop.Stop()
 	}
 	r.release(arn, running)

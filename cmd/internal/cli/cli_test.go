@@ -1,0 +1,133 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/ddboutbox/ddboutbox/dynamo"
+	"github.com/ddboutbox/ddboutbox/relay"
+)
+
+func TestParseFlagsAndEnv(t *testing.T) {
+	tests := []struct {
+		name      string
+		args      []string
+		env       map[string]string
+		wantURL   string
+		wantSize  int
+		wantTable string
+		wantErr   error
+	}{
+		{"defaults", nil, nil, "", 500, "Outbox", nil},
+		{"env fills flags", nil, map[string]string{"SINK_URL": "http://e", "BATCH_SIZE": "7", "OUTBOX_TABLE": "T"}, "http://e", 7, "T", nil},
+		{"flag beats env", []string{"-sink-url", "http://f"}, map[string]string{"SINK_URL": "http://e"}, "http://f", 500, "Outbox", nil},
+		{"bad env value", nil, map[string]string{"BATCH_SIZE": "many"}, "", 0, "", ErrUsage},
+		{"unknown flag", []string{"-nope"}, nil, "", 0, "", ErrUsage},
+		{"help", []string{"-h"}, nil, "", 0, "", flag.ErrHelp},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			var (
+				cfg relay.Config
+				db  dynamo.Config
+			)
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			Dynamo(fs, &db, &cfg.Tables)
+			Relay(fs, &cfg)
+			err := Parse(fs, tt.args)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("got %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || cfg.SinkURL != tt.wantURL || cfg.BatchSize != tt.wantSize || cfg.Tables.Outbox != tt.wantTable {
+				t.Fatalf("got %+v, %v", cfg, err)
+			}
+		})
+	}
+}
+
+func TestRelayCheck(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"valid", []string{"-sink-url", "http://x"}, ""},
+		{"zero batch size is not silently the default", []string{"-sink-url", "http://x", "-batch-size", "0"}, "must be positive"},
+		{"over the maximum", []string{"-sink-url", "http://x", "-batch-size", "10001"}, "batch size"},
+		{"missing url", nil, "sink url"},
+		{"bad format", []string{"-sink-url", "http://x", "-sink-format", "xml"}, "sink format"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var cfg relay.Config
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			check := Relay(fs, &cfg)
+			err := Parse(fs, tt.args)
+			if err == nil {
+				err = check()
+			}
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("got %v, want a usage error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	tests := []struct {
+		err      error
+		code     int
+		wantLine bool
+	}{
+		{nil, 0, false},
+		{flag.ErrHelp, 0, false},
+		{Usage(errors.New("bad flag")), 2, true},
+		{errors.New("dynamodb down"), 1, true},
+	}
+	for _, tt := range tests {
+		var buf bytes.Buffer
+		if got := ExitCode("x", tt.err, &buf); got != tt.code {
+			t.Errorf("ExitCode(%v) = %d, want %d", tt.err, got, tt.code)
+		}
+		if lines := strings.Count(buf.String(), "\n"); (lines == 1) != tt.wantLine || (lines > 1) {
+			t.Errorf("ExitCode(%v) wrote %q; want one line iff it failed", tt.err, buf.String())
+		}
+	}
+}
+
+func TestLogFlags(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		ok   bool
+	}{
+		{nil, true}, {[]string{"-log-format", "json", "-log-level", "debug"}, true},
+		{[]string{"-log-format", "xml"}, false}, {[]string{"-log-level", "loud"}, false},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		build := Log(fs, io.Discard)
+		if err := Parse(fs, tt.args); err != nil {
+			t.Fatal(err)
+		}
+		_, err := build()
+		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, ErrUsage)) {
+			t.Errorf("%v: got %v", tt.args, err)
+		}
+	}
+}
