@@ -9,6 +9,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/ddboutbox/ddboutbox/outbox"
 )
 
 // Default table names; every binary lets them be overridden by flag.
@@ -18,11 +20,9 @@ const (
 	DefaultStateTable    = "OutboxRelayState"
 )
 
-// Key and TTL attribute names of the tables this package creates. The outbox
-// item's other attributes are owned by package outbox.
+// Key attribute names of the bookings and state tables. The outbox item's
+// attributes are owned by package outbox.
 const (
-	OutboxKey     = "event_id"
-	OutboxTTLAttr = "expires_at"
 	BookingsKey   = "booking_id"
 	StateHashKey  = "stream_arn"
 	StateRangeKey = "shard_id"
@@ -81,11 +81,12 @@ func EnsureTables(ctx context.Context, db TableAPI, t Tables) error {
 	t = t.WithDefaults()
 	specs := []*dynamodb.CreateTableInput{
 		{
-			TableName:            aws.String(t.Outbox),
-			AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(OutboxKey), AttributeType: types.ScalarAttributeTypeS}},
-			KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(OutboxKey), KeyType: types.KeyTypeHash}},
-			BillingMode:          types.BillingModePayPerRequest,
-			StreamSpecification:  &types.StreamSpecification{StreamEnabled: aws.Bool(true), StreamViewType: types.StreamViewTypeNewImage},
+			TableName:              aws.String(t.Outbox),
+			AttributeDefinitions:   append(pendingIndexAttrs(), types.AttributeDefinition{AttributeName: aws.String(outbox.AttrEventID), AttributeType: types.ScalarAttributeTypeS}),
+			KeySchema:              []types.KeySchemaElement{{AttributeName: aws.String(outbox.AttrEventID), KeyType: types.KeyTypeHash}},
+			BillingMode:            types.BillingModePayPerRequest,
+			StreamSpecification:    &types.StreamSpecification{StreamEnabled: aws.Bool(true), StreamViewType: types.StreamViewTypeNewImage},
+			GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{pendingIndex()},
 		},
 		{
 			TableName:            aws.String(t.Bookings),
@@ -114,7 +115,58 @@ func EnsureTables(ctx context.Context, db TableAPI, t Tables) error {
 	if err := ensureStream(ctx, db, t.Outbox); err != nil {
 		return err
 	}
-	return ensureTTL(ctx, db, t.Outbox, OutboxTTLAttr)
+	if err := ensurePendingIndex(ctx, db, t.Outbox); err != nil {
+		return err
+	}
+	return ensureTTL(ctx, db, t.Outbox, outbox.AttrExpiresAt)
+}
+
+func pendingIndexAttrs() []types.AttributeDefinition {
+	return []types.AttributeDefinition{
+		{AttributeName: aws.String(outbox.AttrPendingBucket), AttributeType: types.ScalarAttributeTypeS},
+		{AttributeName: aws.String(outbox.AttrOccurredAt), AttributeType: types.ScalarAttributeTypeS},
+	}
+}
+
+// pendingIndex projects only the keys: the sweeper re-reads each event with
+// a consistent GetItem anyway, and a keys-only index costs the least.
+func pendingIndex() types.GlobalSecondaryIndex {
+	return types.GlobalSecondaryIndex{
+		IndexName: aws.String(outbox.PendingIndex),
+		KeySchema: []types.KeySchemaElement{
+			{AttributeName: aws.String(outbox.AttrPendingBucket), KeyType: types.KeyTypeHash},
+			{AttributeName: aws.String(outbox.AttrOccurredAt), KeyType: types.KeyTypeRange},
+		},
+		Projection: &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly},
+	}
+}
+
+// ensurePendingIndex adds the sweeper's index to an outbox table created
+// before it existed. It does not wait for the backfill: on a big table that
+// takes long, and the sweeper simply retries until the index is ACTIVE
+// (DynamoDB Local never reports a GSI added later as ACTIVE, but serves it).
+func ensurePendingIndex(ctx context.Context, db TableAPI, table string) error {
+	out, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
+	if err != nil {
+		return fmt.Errorf("describe table %s: %w", table, err)
+	}
+	for _, gsi := range out.Table.GlobalSecondaryIndexes {
+		if aws.ToString(gsi.IndexName) == outbox.PendingIndex {
+			return nil
+		}
+	}
+	gsi := pendingIndex()
+	_, err = db.UpdateTable(ctx, &dynamodb.UpdateTableInput{
+		TableName:            aws.String(table),
+		AttributeDefinitions: pendingIndexAttrs(),
+		GlobalSecondaryIndexUpdates: []types.GlobalSecondaryIndexUpdate{{Create: &types.CreateGlobalSecondaryIndexAction{
+			IndexName: gsi.IndexName, KeySchema: gsi.KeySchema, Projection: gsi.Projection,
+		}}},
+	})
+	if err != nil {
+		return fmt.Errorf("add index %s to %s: %w", outbox.PendingIndex, table, err)
+	}
+	return nil
 }
 
 func createTable(ctx context.Context, db TableAPI, in *dynamodb.CreateTableInput) error {

@@ -25,6 +25,7 @@ import (
 // its own analytics endpoint (the only fake: the true HTTP boundary).
 type env struct {
 	t       *testing.T
+	cl      *dynamo.Clients
 	tables  dynamo.Tables
 	writer  *outbox.Writer
 	sink    *endpoint.Server
@@ -35,17 +36,23 @@ var unsafeChars = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
 
 func newEnv(t *testing.T, opts endpoint.Options) *env {
 	t.Helper()
+	return newEnvOn(t, clients, opts)
+}
+
+// newEnvOn is newEnv on another DynamoDB (a test's own container).
+func newEnvOn(t *testing.T, cl *dynamo.Clients, opts endpoint.Options) *env {
+	t.Helper()
 	prefix := fmt.Sprintf("%s-%06d", unsafeChars.ReplaceAllString(t.Name(), "_"), rand.IntN(1e6))
 	tables := dynamo.Tables{Outbox: prefix + "-Outbox", Bookings: prefix + "-Bookings", State: prefix + "-State"}
-	if err := dynamo.EnsureTables(t.Context(), clients.DB, tables); err != nil {
+	if err := dynamo.EnsureTables(t.Context(), cl.DB, tables); err != nil {
 		t.Fatalf("ensure tables: %v", err)
 	}
 	sink := endpoint.New(opts)
 	srv := httptest.NewServer(sink)
 	t.Cleanup(srv.Close)
 	return &env{
-		t: t, tables: tables, sink: sink, sinkURL: srv.URL + "/rows",
-		writer: &outbox.Writer{DB: clients.DB, Table: tables.Outbox},
+		t: t, cl: cl, tables: tables, sink: sink, sinkURL: srv.URL + "/rows",
+		writer: &outbox.Writer{DB: cl.DB, Table: tables.Outbox},
 	}
 }
 
@@ -69,7 +76,7 @@ func (e *env) relayConfig() relay.Config {
 // early and returns Run's error.
 func (e *env) startRelay(cfg relay.Config) (r *relay.Relay, stop func() error) {
 	e.t.Helper()
-	r, err := relay.New(cfg, clients.DB, clients.Streams, nil)
+	r, err := relay.New(cfg, e.cl.DB, e.cl.Streams, nil)
 	if err != nil {
 		e.t.Fatalf("new relay: %v", err)
 	}
@@ -163,7 +170,7 @@ func (e *env) waitDelivered(ids []string, timeout time.Duration) {
 
 func (e *env) summary() outbox.Summary {
 	e.t.Helper()
-	s, err := outbox.Summarize(context.Background(), clients.DB, e.tables.Outbox)
+	s, err := outbox.Summarize(context.Background(), e.cl.DB, e.tables.Outbox)
 	if err != nil {
 		e.t.Fatalf("summarize: %v", err)
 	}

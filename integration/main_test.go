@@ -34,14 +34,19 @@ func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
+// dynamoImage is the DynamoDB Local image containers are started from.
+func dynamoImage() string {
+	if image := os.Getenv("DYNAMODB_LOCAL_IMAGE"); image != "" {
+		return image
+	}
+	return defaultImage
+}
+
 func run(m *testing.M) int {
 	ctx := context.Background()
 	ddbEndpoint = os.Getenv("DYNAMODB_ENDPOINT")
 	if ddbEndpoint == "" {
-		image := os.Getenv("DYNAMODB_LOCAL_IMAGE")
-		if image == "" {
-			image = defaultImage
-		}
+		image := dynamoImage()
 		// -sharedDb: every client sees the same tables whatever its
 		// credentials and region. Not tcdynamodb.WithSharedDB, which also
 		// reuses a container by name across unrelated runs.

@@ -21,6 +21,11 @@
 //	attempts        N  delivery attempts, set by the relay when it fails an event
 //	last_error      S  why delivery failed, with status FAILED
 //	failed_at       S  RFC 3339 UTC, with status FAILED
+//	pending_bucket  S  "p0".."p7", present only while PENDING: the partition
+//	                   key of the sparse GSI "pending-index" (sort key
+//	                   occurred_at) that the relay's sweeper reads
+//	claimed_by      S  the relay whose sweeper is delivering the event
+//	claim_expires_at N epoch ms; another relay's sweeper may take it after
 //
 // Commit writes status PENDING with the condition attribute_not_exists(event_id),
 // so an event is never overwritten; the relay moves it to DELIVERED (or

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -35,7 +37,39 @@ const (
 	AttrAttempts      = "attempts"
 	AttrLastError     = "last_error"
 	AttrFailedAt      = "failed_at"
+	// AttrPendingBucket exists only while an event is PENDING, which makes
+	// PendingIndex a sparse index of exactly the undelivered events.
+	AttrPendingBucket = "pending_bucket"
+	// AttrClaimedBy and AttrClaimExpiresAt are the relay sweeper's claim
+	// on a PENDING event (see package relay).
+	AttrClaimedBy      = "claimed_by"
+	AttrClaimExpiresAt = "claim_expires_at"
 )
+
+// PendingIndex is the outbox table's sparse GSI of PENDING events:
+// partition key pending_bucket, sort key occurred_at. The relay's sweeper
+// queries it for events the stream path missed.
+const PendingIndex = "pending-index"
+
+// PendingBuckets spreads the index over this many partition key values so
+// that a high write rate does not make one index partition hot.
+const PendingBuckets = 8
+
+// PendingBucket is the index partition of an event.
+func PendingBucket(eventID string) string {
+	h := fnv.New32a()
+	h.Write([]byte(eventID))
+	return "p" + strconv.Itoa(int(h.Sum32()%PendingBuckets))
+}
+
+// AllPendingBuckets lists every PendingIndex partition key value.
+func AllPendingBuckets() []string {
+	out := make([]string, PendingBuckets)
+	for i := range out {
+		out[i] = "p" + strconv.Itoa(i)
+	}
+	return out
+}
 
 // Event is a fact a handler wants the analytics endpoint to learn about.
 type Event struct {

@@ -128,6 +128,7 @@ type item struct {
 	OccurredAt    time.Time `dynamodbav:"occurred_at"`
 	Payload       string    `dynamodbav:"payload"`
 	Status        Status    `dynamodbav:"status"`
+	PendingBucket string    `dynamodbav:"pending_bucket,omitempty"`
 }
 
 // Item returns the PENDING outbox item for e.
@@ -143,6 +144,7 @@ func Item(e Event) (map[string]types.AttributeValue, error) {
 		OccurredAt:    e.OccurredAt.UTC(),
 		Payload:       string(e.Payload),
 		Status:        StatusPending,
+		PendingBucket: PendingBucket(e.ID),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("outbox: encode event %s: %w", e.ID, err)

@@ -8,6 +8,7 @@ import (
 // carry no row (MODIFY, REMOVE, non-outbox items) still travel with the
 // batch so that their shard's checkpoint can move past them.
 type record struct {
+	// shard is nil for events found by the sweeper.
 	shard *shardWork
 	seq   string
 	// eventID is set for outbox INSERT records.
@@ -19,6 +20,8 @@ type record struct {
 	fail error
 	// shardEnd marks the end of a closed shard, after its last record.
 	shardEnd bool
+	// attempts is how many POSTs carried the row, for the FAILED mark.
+	attempts int
 }
 
 // envelopeSize is the fixed part of a body: "[" "]" or {"rows":[ ]}.

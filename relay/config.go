@@ -52,6 +52,19 @@ type Config struct {
 
 	// RequestTimeout bounds one POST. Default 10s.
 	RequestTimeout time.Duration
+	// MaxAttempts is how many times a batch is POSTed before its events
+	// are marked FAILED (like Lambda's MaximumRetryAttempts). 0 or -1:
+	// retry until delivered (default). Attempts answered 401, 403, 404,
+	// 405 or 407 do not count: they mean the endpoint is misconfigured,
+	// not that the rows are bad.
+	MaxAttempts int
+	// MaxRecordAge marks an event FAILED instead of sending it when it
+	// occurred longer ago than this (like Lambda's MaximumRecordAgeInSeconds).
+	// 0 or negative: no limit (default).
+	MaxRecordAge time.Duration
+	// UnhealthyAfter is how long deliveries may keep failing before Ready
+	// reports the relay not ready. Default 1m.
+	UnhealthyAfter time.Duration
 	// RetryBase and RetryMax bound the full-jitter backoff between
 	// retries of a failed POST. Defaults 200ms and 30s.
 	RetryBase, RetryMax time.Duration
@@ -65,6 +78,20 @@ type Config struct {
 	ShardSyncInterval time.Duration
 	// MarkConcurrency is how many marking writes run at once. Default 16.
 	MarkConcurrency int
+	// StartPosition is where a shard without a checkpoint is read from:
+	// StartTrimHorizon (default: everything the stream still holds) or
+	// StartLatest (only new records; the sweeper picks up the rest).
+	StartPosition StartPosition
+
+	// SweepAfter is how old a PENDING event must be before the sweeper
+	// delivers it, in case the stream path missed it. Default 5m.
+	SweepAfter time.Duration
+	// SweepInterval is how often the sweeper looks. Default 1m, or
+	// SweepAfter when that is shorter. Negative disables the sweeper.
+	SweepInterval time.Duration
+	// ClaimDuration is how long a swept event is claimed by this relay, so
+	// that two relays sweeping at once do not both send it. Default 2m.
+	ClaimDuration time.Duration
 
 	// Owner names this relay in the lease table. Default: the hostname, so
 	// a restarted relay on the same host takes its shards back at once.
@@ -77,6 +104,28 @@ type Config struct {
 
 	// Logger receives the relay's logs. Default slog.Default().
 	Logger *slog.Logger
+}
+
+// StartPosition says where a shard with no checkpoint is read from.
+type StartPosition string
+
+// The start positions.
+const (
+	StartTrimHorizon StartPosition = "trim_horizon"
+	StartLatest      StartPosition = "latest"
+)
+
+// MarshalText lets a StartPosition be a flag value (flag.TextVar).
+func (p StartPosition) MarshalText() ([]byte, error) { return []byte(p), nil }
+
+// UnmarshalText accepts "trim_horizon" or "latest".
+func (p *StartPosition) UnmarshalText(b []byte) error {
+	switch v := StartPosition(b); v {
+	case StartTrimHorizon, StartLatest:
+		*p = v
+		return nil
+	}
+	return fmt.Errorf("%w: start position %q must be %q or %q", ErrInvalidConfig, b, StartTrimHorizon, StartLatest)
 }
 
 // ErrInvalidConfig wraps every configuration error.
@@ -102,6 +151,16 @@ func (c Config) WithDefaults() Config {
 	c.Tables = c.Tables.WithDefaults()
 	def(&c.DeliveredTTL, 7*24*time.Hour)
 	def(&c.RequestTimeout, 10*time.Second)
+	if c.MaxAttempts < 0 {
+		c.MaxAttempts = 0
+	}
+	def(&c.UnhealthyAfter, time.Minute)
+	if c.StartPosition == "" {
+		c.StartPosition = StartTrimHorizon
+	}
+	def(&c.SweepAfter, 5*time.Minute)
+	def(&c.SweepInterval, min(time.Minute, c.SweepAfter))
+	def(&c.ClaimDuration, 2*time.Minute)
 	def(&c.RetryBase, 200*time.Millisecond)
 	def(&c.RetryMax, 30*time.Second)
 	def(&c.PollInterval, 250*time.Millisecond)
@@ -153,6 +212,7 @@ func (c Config) Validate() error {
 		{"request timeout", c.RequestTimeout}, {"retry base", c.RetryBase}, {"retry max", c.RetryMax},
 		{"poll interval", c.PollInterval}, {"shard sync interval", c.ShardSyncInterval},
 		{"lease duration", c.LeaseDuration}, {"shutdown timeout", c.ShutdownTimeout},
+		{"unhealthy after", c.UnhealthyAfter}, {"sweep after", c.SweepAfter}, {"claim duration", c.ClaimDuration},
 	} {
 		if d.v < 0 {
 			return bad("%s %s must not be negative", d.name, d.v)
@@ -160,6 +220,9 @@ func (c Config) Validate() error {
 	}
 	if c.RetryMax < c.RetryBase {
 		return bad("retry max %s is below retry base %s", c.RetryMax, c.RetryBase)
+	}
+	if c.StartPosition != StartTrimHorizon && c.StartPosition != StartLatest {
+		return bad("start position %q must be %q or %q", c.StartPosition, StartTrimHorizon, StartLatest)
 	}
 	if c.MarkConcurrency < 1 {
 		return bad("mark concurrency %d must be at least 1", c.MarkConcurrency)

@@ -56,7 +56,7 @@ func (m *marker) delivered(ctx context.Context, ids []string) (dups int, err err
 	for _, id := range ids {
 		g.Go(func() error {
 			return m.policy.retry(gctx, func(ctx context.Context) error {
-				dup, err := m.update(ctx, id, "SET #status = :delivered, #dat = :at, #exp = :exp",
+				dup, err := m.update(ctx, id, "SET #status = :delivered, #dat = :at, #exp = :exp "+leavePending,
 					map[string]string{"#dat": outbox.AttrDeliveredAt, "#exp": outbox.AttrExpiresAt}, values)
 				if dup {
 					n.Add(1)
@@ -69,9 +69,9 @@ func (m *marker) delivered(ctx context.Context, ids []string) (dups int, err err
 	return int(n.Load()), err
 }
 
-// failed marks one event FAILED with the reason. An event already out of
-// PENDING is left alone.
-func (m *marker) failed(ctx context.Context, id string, cause error) error {
+// failed marks one event FAILED with the reason and the number of delivery
+// attempts. An event already out of PENDING is left alone.
+func (m *marker) failed(ctx context.Context, id string, cause error, attempts int) error {
 	reason := cause.Error()
 	if len(reason) > maxLastError {
 		reason = reason[:maxLastError]
@@ -81,19 +81,26 @@ func (m *marker) failed(ctx context.Context, id string, cause error) error {
 		":failed":  &types.AttributeValueMemberS{Value: string(outbox.StatusFailed)},
 		":err":     &types.AttributeValueMemberS{Value: reason},
 		":at":      &types.AttributeValueMemberS{Value: m.now().UTC().Format(time.RFC3339Nano)},
-		":one":     &types.AttributeValueMemberN{Value: "1"},
+		":n":       &types.AttributeValueMemberN{Value: strconv.Itoa(attempts)},
 	}
 	return m.policy.retry(ctx, func(ctx context.Context) error {
-		_, err := m.update(ctx, id, "SET #status = :failed, #err = :err, #fat = :at ADD #attempts :one",
+		_, err := m.update(ctx, id, "SET #status = :failed, #err = :err, #fat = :at, #attempts = :n "+leavePending,
 			map[string]string{"#err": outbox.AttrLastError, "#fat": outbox.AttrFailedAt, "#attempts": outbox.AttrAttempts}, values)
 		return err
 	}, m.onErr)
 }
 
+// leavePending drops what only a PENDING event carries: its entry in the
+// sparse pending index and the sweeper's claim.
+const leavePending = "REMOVE #bucket, #claimer, #claimexp"
+
 // update applies expr to a PENDING item; dup reports that it was not
 // PENDING (or no longer exists).
 func (m *marker) update(ctx context.Context, id, expr string, names map[string]string, values map[string]types.AttributeValue) (dup bool, err error) {
-	allNames := map[string]string{"#status": outbox.AttrStatus}
+	allNames := map[string]string{
+		"#status": outbox.AttrStatus, "#bucket": outbox.AttrPendingBucket,
+		"#claimer": outbox.AttrClaimedBy, "#claimexp": outbox.AttrClaimExpiresAt,
+	}
 	for k, v := range names {
 		allNames[k] = v
 	}

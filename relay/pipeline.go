@@ -27,6 +27,7 @@ func (r *Relay) pipeline(ctx context.Context, arn string, in <-chan record) erro
 			if !ok {
 				return flush()
 			}
+			b.maxBytes = int(r.capBytes.Load())
 			if !b.fits(rec) {
 				if err := flush(); err != nil {
 					return err
@@ -71,8 +72,8 @@ func (r *Relay) process(ctx context.Context, arn string, recs []record) error {
 		switch {
 		case rec.eventID == "":
 		case rec.fail != nil:
-			r.log.Warn("event failed", "event_id", rec.eventID, "shard", rec.shard.id, "err", rec.fail)
-			if err := r.marker.failed(ctx, rec.eventID, rec.fail); err != nil {
+			r.log.Warn("event failed", "event_id", rec.eventID, "attempts", rec.attempts, "err", rec.fail)
+			if err := r.marker.failed(ctx, rec.eventID, rec.fail, rec.attempts); err != nil {
 				return err
 			}
 			r.n.failed.Add(1)
@@ -88,6 +89,11 @@ func (r *Relay) process(ctx context.Context, arn string, recs []record) error {
 		r.n.delivered.Add(int64(len(delivered) - dups))
 		r.n.duplicates.Add(int64(dups))
 	}
+	for _, rec := range recs {
+		if rec.shard == nil {
+			r.swept.Delete(rec.eventID)
+		}
+	}
 	return r.checkpoint(ctx, arn, recs)
 }
 
@@ -97,6 +103,9 @@ func (r *Relay) checkpoint(ctx context.Context, arn string, recs []record) error
 	var order []*shardWork
 	last := map[*shardWork]string{}
 	for _, rec := range recs {
+		if rec.shard == nil {
+			continue // swept events have no stream position
+		}
 		if _, seen := last[rec.shard]; !seen {
 			order = append(order, rec.shard)
 		}
@@ -127,45 +136,4 @@ func (r *Relay) checkpoint(ctx context.Context, arn string, recs []record) error
 		}
 	}
 	return nil
-}
-
-// send POSTs the rows as one request, retrying transient failures with
-// backoff until ctx ends. A batch the endpoint rejects (400, 422, 413) is
-// bisected until the offending rows are isolated; such a row gets its fail
-// set and the rest are delivered.
-func (r *Relay) send(ctx context.Context, recs []*record) error {
-	rows := make([][]byte, len(recs))
-	for i, rec := range recs {
-		rows[i] = rec.row
-	}
-	body := encodeBody(r.cfg.SinkFormat, rows)
-	key := idempotencyKey(recs)
-	for attempt := 0; ; attempt++ {
-		r.n.requests.Add(1)
-		err := r.sink.Send(ctx, body, key)
-		if err == nil {
-			r.n.batches.Add(1)
-			r.log.Debug("batch delivered", "rows", len(recs), "bytes", len(body))
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if classifySend(err) == splitBatch {
-			if len(recs) == 1 {
-				recs[0].fail = err
-				return nil
-			}
-			mid := len(recs) / 2
-			if err := r.send(ctx, recs[:mid]); err != nil {
-				return err
-			}
-			return r.send(ctx, recs[mid:])
-		}
-		wait := r.policy.delay(attempt, retryAfterOf(err))
-		r.log.Warn("delivery failed, retrying", "rows", len(recs), "attempt", attempt+1, "wait", wait, "err", err)
-		if err := sleep(ctx, wait); err != nil {
-			return err
-		}
-	}
 }

@@ -4,14 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	streamtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 
 	"github.com/ddboutbox/ddboutbox/outbox"
 )
+
+// ErrRecordTooOld means an event is older than MaxRecordAge; it is marked
+// FAILED instead of sent.
+var ErrRecordTooOld = errors.New("event older than max-record-age")
 
 // ErrRowTooLarge means an event's row alone exceeds the batch byte cap, so
 // no batch can carry it; the event is marked FAILED.
@@ -21,15 +27,22 @@ var ErrRowTooLarge = errors.New("row exceeds the batch byte cap")
 const getRecordsLimit = 1000
 
 // readShard follows one shard from just after checkpoint (TRIM_HORIZON when
-// there is none) to its end, sending every record to out in stream order.
-func (r *Relay) readShard(ctx context.Context, arn string, w *shardWork, checkpoint string, out chan<- record) {
+// there is none, or LATEST when latest is set) to its end, sending every
+// record to out in stream order.
+func (r *Relay) readShard(ctx context.Context, arn string, w *shardWork, checkpoint string, latest bool, out chan<- record) {
 	log := r.log.With("shard", w.id)
 	// last is the newest sequence number handed to the pipeline: an expired
 	// iterator is re-acquired after it, which is never before the
 	// checkpoint and never re-reads a record already in flight.
 	last := checkpoint
 	trimmedLogged := false
-	iter, err := r.iterator(ctx, arn, w.id, last)
+	position := func() (string, error) {
+		if last == "" && latest {
+			return r.iteratorAt(ctx, arn, w.id, streamtypes.ShardIteratorTypeLatest, "")
+		}
+		return r.iterator(ctx, arn, w.id, last)
+	}
+	iter, err := position()
 	for attempt := 0; ctx.Err() == nil; {
 		if err == nil {
 			var res *dynamodbstreams.GetRecordsOutput
@@ -41,7 +54,7 @@ func (r *Relay) readShard(ctx context.Context, arn string, w *shardWork, checkpo
 					rr.shard = w
 					select {
 					case out <- rr:
-						last = rr.seq
+						last, latest = rr.seq, false
 					case <-ctx.Done():
 						return
 					}
@@ -69,7 +82,7 @@ func (r *Relay) readShard(ctx context.Context, arn string, w *shardWork, checkpo
 		var gone *streamtypes.ResourceNotFoundException
 		switch {
 		case errors.As(err, &expired):
-			iter, err = r.iterator(ctx, arn, w.id, last)
+			iter, err = position()
 			continue
 		case errors.As(err, &trimmed):
 			// The records after the checkpoint are older than the stream's
@@ -78,7 +91,7 @@ func (r *Relay) readShard(ctx context.Context, arn string, w *shardWork, checkpo
 				log.Warn("stream records past the checkpoint were trimmed; continuing from TRIM_HORIZON", "checkpoint", last)
 				trimmedLogged = true
 			}
-			last = ""
+			last, latest = "", false
 			iter, err = r.iterator(ctx, arn, w.id, "")
 			continue
 		case errors.As(err, &gone):
@@ -92,19 +105,25 @@ func (r *Relay) readShard(ctx context.Context, arn string, w *shardWork, checkpo
 			return
 		}
 		attempt++
-		iter, err = r.iterator(ctx, arn, w.id, last)
+		iter, err = position()
 	}
 }
 
 // iterator positions a shard iterator just after seq, or at TRIM_HORIZON.
 func (r *Relay) iterator(ctx context.Context, arn, shardID, seq string) (string, error) {
+	if seq == "" {
+		return r.iteratorAt(ctx, arn, shardID, streamtypes.ShardIteratorTypeTrimHorizon, "")
+	}
+	return r.iteratorAt(ctx, arn, shardID, streamtypes.ShardIteratorTypeAfterSequenceNumber, seq)
+}
+
+func (r *Relay) iteratorAt(ctx context.Context, arn, shardID string, typ streamtypes.ShardIteratorType, seq string) (string, error) {
 	in := &dynamodbstreams.GetShardIteratorInput{
 		StreamArn:         aws.String(arn),
 		ShardId:           aws.String(shardID),
-		ShardIteratorType: streamtypes.ShardIteratorTypeTrimHorizon,
+		ShardIteratorType: typ,
 	}
 	if seq != "" {
-		in.ShardIteratorType = streamtypes.ShardIteratorTypeAfterSequenceNumber
 		in.SequenceNumber = aws.String(seq)
 	}
 	out, err := r.streams.GetShardIterator(ctx, in)
@@ -116,9 +135,10 @@ func (r *Relay) iterator(ctx context.Context, arn, shardID, seq string) (string,
 
 // toRecord decides what a stream record means for delivery. Only INSERTs
 // of PENDING outbox items carry a row; MODIFY records are the relay's own
-// marks and REMOVE records are TTL expiry, so both only move the checkpoint.
+// marks (and the sweeper's claims) and REMOVE records are TTL expiry, so
+// both only move the checkpoint.
 func (r *Relay) toRecord(rec streamtypes.Record) record {
-	out := classifyRecord(rec, r.cfg.SinkFormat, r.cfg.BatchBytes)
+	out := classifyRecord(rec, r.rules())
 	if out.eventID == "" {
 		r.n.skipped.Add(1)
 	} else {
@@ -127,7 +147,19 @@ func (r *Relay) toRecord(rec streamtypes.Record) record {
 	return out
 }
 
-func classifyRecord(rec streamtypes.Record, format Format, maxBytes int) record {
+// rowRules are what decides whether an event can be sent.
+type rowRules struct {
+	format   Format
+	maxBytes int
+	maxAge   time.Duration // 0: no limit
+	now      time.Time
+}
+
+func (r *Relay) rules() rowRules {
+	return rowRules{format: r.cfg.SinkFormat, maxBytes: r.cfg.BatchBytes, maxAge: r.cfg.MaxRecordAge, now: time.Now()}
+}
+
+func classifyRecord(rec streamtypes.Record, rules rowRules) record {
 	var out record
 	if rec.Dynamodb == nil {
 		return out
@@ -145,11 +177,20 @@ func classifyRecord(rec streamtypes.Record, format Format, maxBytes int) record 
 		out.fail = fmt.Errorf("convert stream image: %w", err)
 		return out
 	}
+	ev := classifyItem(img, rules)
+	ev.seq = out.seq
+	return ev
+}
+
+// classifyItem turns an outbox item (from a stream image or the sweeper)
+// into a record: a row to send, a failure to mark, or nothing for an item
+// that is not PENDING.
+func classifyItem(img map[string]ddbtypes.AttributeValue, rules rowRules) record {
+	var out record
 	e, status, err := outbox.DecodeItem(img)
 	if err != nil {
-		out.eventID = streamString(rec.Dynamodb.NewImage, outbox.AttrEventID)
-		if out.eventID != "" {
-			out.fail = err
+		if id, ok := img[outbox.AttrEventID].(*ddbtypes.AttributeValueMemberS); ok && id.Value != "" {
+			out.eventID, out.fail = id.Value, err
 		}
 		return out
 	}
@@ -157,13 +198,17 @@ func classifyRecord(rec streamtypes.Record, format Format, maxBytes int) record 
 		return out
 	}
 	out.eventID = e.ID
+	if rules.maxAge > 0 && rules.now.Sub(e.OccurredAt) > rules.maxAge {
+		out.fail = fmt.Errorf("%w: occurred %s ago, max-record-age is %s", ErrRecordTooOld, rules.now.Sub(e.OccurredAt).Round(time.Second), rules.maxAge)
+		return out
+	}
 	row, err := EncodeRow(e)
 	if err != nil {
 		out.fail = err
 		return out
 	}
-	if envelopeSize(format)+len(row) > maxBytes {
-		out.fail = fmt.Errorf("%w: %d bytes, cap %d", ErrRowTooLarge, len(row), maxBytes)
+	if envelopeSize(rules.format)+len(row) > rules.maxBytes {
+		out.fail = fmt.Errorf("%w: %d bytes, cap %d", ErrRowTooLarge, len(row), rules.maxBytes)
 		return out
 	}
 	out.row = row

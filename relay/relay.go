@@ -60,10 +60,14 @@ type Stats struct {
 	Skipped int64
 	// Checkpoints is checkpoint writes.
 	Checkpoints int64
+	// Retries is POSTs repeated after a failure.
+	Retries int64
+	// Swept is PENDING events the sweeper claimed for delivery.
+	Swept int64
 }
 
 type counters struct {
-	read, delivered, duplicates, failed, batches, requests, skipped, checkpoints atomic.Int64
+	read, delivered, duplicates, failed, batches, requests, skipped, checkpoints, retries, swept atomic.Int64
 }
 
 // Relay moves outbox events from the stream to the endpoint.
@@ -77,6 +81,15 @@ type Relay struct {
 	marker  *marker
 	policy  backoff
 	n       counters
+	health  health
+	// started is set once the stream is found.
+	started atomic.Bool
+	// swept holds the ids of swept events still in the pipeline, so that a
+	// sweep during a long outage does not queue them twice.
+	swept sync.Map
+	// capBytes is the byte cap in force: BatchBytes, lowered when the
+	// endpoint answers 413.
+	capBytes atomic.Int64
 
 	// wake nudges the coordinator when a shard finished.
 	wake chan struct{}
@@ -104,6 +117,7 @@ func New(cfg Config, db DB, streams StreamsAPI, sink Sink) (*Relay, error) {
 			DB: db, Table: cfg.Tables.State, Owner: cfg.Owner, Duration: cfg.LeaseDuration,
 		},
 	}
+	r.capBytes.Store(int64(cfg.BatchBytes))
 	r.marker = &marker{
 		db: db, table: cfg.Tables.Outbox, ttl: cfg.DeliveredTTL, concurrency: cfg.MarkConcurrency,
 		now: time.Now, policy: r.policy,
@@ -118,6 +132,7 @@ func (r *Relay) Stats() Stats {
 		Read: r.n.read.Load(), Delivered: r.n.delivered.Load(), Duplicates: r.n.duplicates.Load(),
 		Failed: r.n.failed.Load(), Batches: r.n.batches.Load(), Requests: r.n.requests.Load(),
 		Skipped: r.n.skipped.Load(), Checkpoints: r.n.checkpoints.Load(),
+		Retries: r.n.retries.Load(), Swept: r.n.swept.Load(),
 	}
 }
 
@@ -141,6 +156,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.started.Store(true)
 	log := r.log.With("stream", arn)
 	log.Info("relay started", "owner", r.cfg.Owner, "sink", redactURL(r.cfg.SinkURL),
 		"batch_size", r.cfg.BatchSize, "batch_bytes", r.cfg.BatchBytes, "batch_window", r.cfg.BatchWindow)
@@ -161,6 +177,11 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 	}
 	syncShards()
+	readers.Add(1)
+	go func() {
+		defer readers.Done()
+		r.sweepLoop(ctx, records)
+	}()
 	syncTick := time.NewTicker(r.cfg.ShardSyncInterval)
 	defer syncTick.Stop()
 	renewTick := time.NewTicker(r.cfg.LeaseDuration / 3)
@@ -250,13 +271,16 @@ func (r *Relay) syncShards(ctx context.Context, arn string, running map[string]*
 		if lease.Finished() {
 			continue
 		}
+		// LATEST only where nothing was read before: a child of a shard we
+		// finished continues where its parent ended.
+		latest := lease.Checkpoint == "" && r.cfg.StartPosition == StartLatest && !(s.ParentID != "" && finished[s.ParentID])
 		rctx, cancel := context.WithCancel(ctx)
 		w := &shardWork{id: s.ID, cancel: cancel}
 		running[s.ID] = w
 		readers.Add(1)
 		go func() {
 			defer readers.Done()
-			r.readShard(rctx, arn, w, lease.Checkpoint, out)
+			r.readShard(rctx, arn, w, lease.Checkpoint, latest, out)
 		}()
 	}
 	return nil

@@ -81,21 +81,25 @@ func TestClassifyRecord(t *testing.T) {
 		name     string
 		rec      streamtypes.Record
 		maxBytes int
+		maxAge   time.Duration
 		wantRow  bool
 		wantID   string
 		wantFail error // nil: no failure
 	}{
-		{"insert of a pending event is sent", rec(streamtypes.OperationTypeInsert, streamImage("PENDING", `{"a":1}`)), 1 << 20, true, "e-1", nil},
-		{"modify is skipped", rec(streamtypes.OperationTypeModify, streamImage("DELIVERED", `{"a":1}`)), 1 << 20, false, "", nil},
-		{"remove is skipped", rec(streamtypes.OperationTypeRemove, nil), 1 << 20, false, "", nil},
-		{"insert already delivered is skipped", rec(streamtypes.OperationTypeInsert, streamImage("DELIVERED", `{"a":1}`)), 1 << 20, false, "", nil},
-		{"insert of a non-outbox item is skipped", rec(streamtypes.OperationTypeInsert, map[string]streamtypes.AttributeValue{"pk": &streamtypes.AttributeValueMemberS{Value: "x"}}), 1 << 20, false, "", nil},
-		{"payload not an object fails the event", rec(streamtypes.OperationTypeInsert, streamImage("PENDING", `[1]`)), 1 << 20, false, "e-1", &outbox.ValidationError{}},
-		{"row over the byte cap fails the event", rec(streamtypes.OperationTypeInsert, streamImage("PENDING", `{"a":"`+strings.Repeat("x", 200)+`"}`)), 100, false, "e-1", ErrRowTooLarge},
+		{"insert of a pending event is sent", rec(streamtypes.OperationTypeInsert, streamImage("PENDING", `{"a":1}`)), 1 << 20, 0, true, "e-1", nil},
+		{"modify is skipped", rec(streamtypes.OperationTypeModify, streamImage("DELIVERED", `{"a":1}`)), 1 << 20, 0, false, "", nil},
+		{"modify of a pending event is skipped", rec(streamtypes.OperationTypeModify, streamImage("PENDING", `{"a":1}`)), 1 << 20, 0, false, "", nil},
+		{"remove is skipped", rec(streamtypes.OperationTypeRemove, nil), 1 << 20, 0, false, "", nil},
+		{"insert already delivered is skipped", rec(streamtypes.OperationTypeInsert, streamImage("DELIVERED", `{"a":1}`)), 1 << 20, 0, false, "", nil},
+		{"insert of a non-outbox item is skipped", rec(streamtypes.OperationTypeInsert, map[string]streamtypes.AttributeValue{"pk": &streamtypes.AttributeValueMemberS{Value: "x"}}), 1 << 20, 0, false, "", nil},
+		{"payload not an object fails the event", rec(streamtypes.OperationTypeInsert, streamImage("PENDING", `[1]`)), 1 << 20, 0, false, "e-1", &outbox.ValidationError{}},
+		{"row over the byte cap fails the event", rec(streamtypes.OperationTypeInsert, streamImage("PENDING", `{"a":"`+strings.Repeat("x", 200)+`"}`)), 100, 0, false, "e-1", ErrRowTooLarge},
+		{"event older than max-record-age fails", rec(streamtypes.OperationTypeInsert, streamImage("PENDING", `{"a":1}`)), 1 << 20, 5 * time.Minute, false, "e-1", ErrRecordTooOld},
+		{"event within max-record-age is sent", rec(streamtypes.OperationTypeInsert, streamImage("PENDING", `{"a":1}`)), 1 << 20, 15 * time.Minute, true, "e-1", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := classifyRecord(tt.rec, FormatArray, tt.maxBytes)
+			got := classifyRecord(tt.rec, rowRules{format: FormatArray, maxBytes: tt.maxBytes, maxAge: tt.maxAge, now: time.Date(2026, 11, 25, 9, 10, 0, 0, time.UTC)})
 			if got.seq != "100" {
 				t.Fatalf("seq %q, want 100: every record moves the checkpoint", got.seq)
 			}

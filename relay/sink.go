@@ -127,23 +127,36 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 type verdict int
 
 const (
-	// retryBatch: transient (network, 408, 429, 5xx); send it again.
+	// retryBatch: transient (network, timeout, 408, 429, 5xx); send it
+	// again after a backoff. Counts toward MaxAttempts.
 	retryBatch verdict = iota
-	// splitBatch: the endpoint rejected the rows (400, 422) or the size
-	// (413); bisect to isolate the offending rows.
+	// splitBatch: the endpoint rejected the rows (400, 422); bisect to
+	// isolate the offending rows (Lambda's BisectBatchOnFunctionError).
 	splitBatch
+	// shrinkBatch: the body was too large (413); split it and lower the
+	// byte cap for later batches.
+	shrinkBatch
+	// misconfigured: 401, 403, 404, 405, 407 mean a wrong key or URL, not
+	// bad rows. Retried forever without counting, so that a rotated key or
+	// a fixed URL resumes delivery with nothing marked FAILED.
+	misconfigured
 )
 
 func classifySend(err error) verdict {
 	var se *StatusError
 	if errors.As(err, &se) {
 		switch se.Code {
-		case http.StatusBadRequest, http.StatusUnprocessableEntity, http.StatusRequestEntityTooLarge:
+		case http.StatusBadRequest, http.StatusUnprocessableEntity:
 			return splitBatch
+		case http.StatusRequestEntityTooLarge:
+			return shrinkBatch
+		case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound,
+			http.StatusMethodNotAllowed, http.StatusProxyAuthRequired:
+			return misconfigured
 		}
 	}
-	// Everything else, including 401/403/404 (a misconfigured endpoint,
-	// not bad rows), is retried: failing rows for it would lose them.
+	// Everything else is retried: failing rows for an unknown answer
+	// would lose them.
 	return retryBatch
 }
 

@@ -59,11 +59,15 @@ func TestHTTPSinkSend(t *testing.T) {
 		{"accepted 202", 202, "", false, 0, 0},
 		{"bad rows are split", 400, "", true, splitBatch, 0},
 		{"unprocessable rows are split", 422, "", true, splitBatch, 0},
-		{"too large is split", 413, "", true, splitBatch, 0},
+		{"too large shrinks the batch", 413, "", true, shrinkBatch, 0},
 		{"throttled is retried after Retry-After", 429, "3", true, retryBatch, 3 * time.Second},
 		{"server error is retried", 503, "", true, retryBatch, 0},
-		{"wrong key is retried, not failed", 401, "", true, retryBatch, 0},
-		{"wrong url is retried, not failed", 404, "", true, retryBatch, 0},
+		{"wrong key is a misconfiguration", 401, "", true, misconfigured, 0},
+		{"forbidden is a misconfiguration", 403, "", true, misconfigured, 0},
+		{"wrong url is a misconfiguration", 404, "", true, misconfigured, 0},
+		{"wrong method is a misconfiguration", 405, "", true, misconfigured, 0},
+		{"proxy auth is a misconfiguration", 407, "", true, misconfigured, 0},
+		{"request timeout is retried", 408, "", true, retryBatch, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,11 @@
 // dataset: it accepts the relay's POSTs, validates them the way the real
 // service would, and keeps every row in memory so that integration tests
 // can assert on what was delivered, how often and in which batch sizes.
+//
+// In strict mode (Options.Profile) it enforces one of the relay's sink
+// profiles: body format, row and byte caps, request rate and requests in
+// flight. It can verify Standard Webhooks signatures (Options.Secret) and
+// inject latency and random failures, for demos and tests.
 package endpoint
 
 import (
@@ -13,10 +18,14 @@ import (
 	"log/slog"
 	"maps"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/ddboutbox/ddboutbox/relay"
 )
 
 // Limits of the real Power BI REST API, used as defaults so that a relay
@@ -30,6 +39,37 @@ const (
 const (
 	FormatArray = "array" // [{row}, {row}]
 	FormatRows  = "rows"  // {"rows":[{row}, {row}]}
+)
+
+// DefaultRateTolerance is how early, at most, a request may arrive in
+// strict mode relative to the profile's rate; see Options.RateTolerance.
+const DefaultRateTolerance = 50 * time.Millisecond
+
+// Why a request was rejected, as recorded in Request.Reason.
+const (
+	// ReasonSize: the body exceeded the byte cap (413).
+	ReasonSize = "size"
+	// ReasonRows: the body held more rows than the row cap (400, as Power
+	// BI answers).
+	ReasonRows = "rows"
+	// ReasonFormat: strict mode, the body was valid but not in the
+	// profile's format (400).
+	ReasonFormat = "format"
+	// ReasonInvalid: the body was not a valid batch of rows (400).
+	ReasonInvalid = "invalid"
+	// ReasonRate: strict mode, the request came faster than the profile's
+	// rate (429 with Retry-After).
+	ReasonRate = "rate"
+	// ReasonInFlight: strict mode, the profile's limit of requests being
+	// handled at once was reached (429 with Retry-After).
+	ReasonInFlight = "inflight"
+	// ReasonSignature: a secret is set and the request's Standard Webhooks
+	// signature was missing, stale or wrong (401).
+	ReasonSignature = "signature"
+	// ReasonInjected: a random failure injected by FailureRate (503).
+	ReasonInjected = "injected"
+	// ReasonHook: the Reject hook answered.
+	ReasonHook = "hook"
 )
 
 // Options configures a Server. New gives zero fields their defaults.
@@ -54,6 +94,43 @@ type Options struct {
 	Reject func(rows []Row) (status int, retryAfter time.Duration)
 	// Logger receives one line per POST. Default: logs are discarded.
 	Logger *slog.Logger
+
+	// Profile names a relay sink profile (relay.ProfileNames) and turns on
+	// strict mode, which rejects anything over the profile's limits:
+	//   - a body over its byte cap: 413 (reason "size");
+	//   - more rows than its row cap: 400 (reason "rows"), as Power BI does;
+	//   - a valid body in the other format: 400 (reason "format");
+	//   - a request while MaxInFlight others are being handled (the answer
+	//     delayed by Latency included): 429 with Retry-After (reason
+	//     "inflight");
+	//   - a request faster than its rate: 429 with Retry-After (reason
+	//     "rate"). The rate is a token bucket of the profile's rate and
+	//     burst, the same as the relay's limiter, judged on Request.At in
+	//     arrival order and charged by every request it admits, except one
+	//     then refused for its signature; see RateTolerance.
+	// Those two are decided on arrival, before the body is read, so they
+	// take precedence over the checks on the body.
+	// MaxRows and MaxBodyBytes still apply when they are lower. "" (the
+	// default) enforces only MaxRows and MaxBodyBytes. New panics on an
+	// unknown profile: Validate reports it.
+	Profile string
+	// RateTolerance is how early a request may arrive in strict mode and
+	// still count as paced, absorbing the jitter between the relay's
+	// limiter and this handler (the cell delay variation tolerance of
+	// GCRA policing). It never lets a sustained rate above the profile's
+	// through: each early arrival is paid for by the next. Default (0):
+	// DefaultRateTolerance, at most half the profile's request interval.
+	// Negative: none, exact token-bucket conformance.
+	RateTolerance time.Duration
+	// FailureRate is the fraction, 0 to 1, of otherwise valid POSTs
+	// answered 503 at random without storing their rows (reason
+	// "injected"). Default 0.
+	FailureRate float64
+	// Secret, when set, makes every POST carry a valid Standard Webhooks
+	// signature made with it (relay.Verify, 5 minutes of tolerance), or be
+	// answered 401 {"error":"invalid signature"} (reason "signature"). The
+	// secret never appears in logs, answers or errors.
+	Secret relay.Secret
 }
 
 // Validate reports options that cannot describe a working endpoint. It is
@@ -68,6 +145,13 @@ func (o Options) Validate() error {
 		return fmt.Errorf("max rows %d must be at least 1", o.MaxRows)
 	case o.MaxBodyBytes < 1:
 		return fmt.Errorf("max body bytes %d must be at least 1", o.MaxBodyBytes)
+	case !(o.FailureRate >= 0 && o.FailureRate <= 1): // NaN fails both
+		return fmt.Errorf("failure rate %v must be between 0 and 1", o.FailureRate)
+	}
+	if o.Profile != "" {
+		if _, err := relay.LookupProfile(o.Profile); err != nil {
+			return fmt.Errorf("profile %q must be one of %s", o.Profile, strings.Join(relay.ProfileNames(), ", "))
+		}
 	}
 	return nil
 }
@@ -111,7 +195,8 @@ type Request struct {
 	// Rows is the number of rows in the body, 0 when it could not be
 	// parsed.
 	Rows int
-	// Bytes is the body size read, at most MaxBodyBytes.
+	// Bytes is the body size read, at most the byte cap (MaxBodyBytes or
+	// the profile's, whichever is lower).
 	Bytes int
 	// Status is the status the sink answered (or would have answered, had
 	// the client waited out Latency).
@@ -119,6 +204,9 @@ type Request struct {
 	IdempotencyKey string
 	// Format is FormatArray, FormatRows or "" when not recognised.
 	Format string
+	// Reason says why a request was rejected, one of the Reason
+	// constants; "" when it was accepted.
+	Reason string
 }
 
 // Stats summarises what the sink received.
@@ -137,25 +225,85 @@ type Stats struct {
 	// included, so that tests can check the relay's batch cap even while
 	// faults are injected.
 	MaxRowsPerRequest int `json:"max_rows_per_request"`
+
+	// Rejections by reason, each also counted in Rejected. They are left
+	// out of the JSON while zero. Count other reasons (rows, format, ...)
+	// in Requests.
+	RejectedForSize      int `json:"rejected_for_size,omitempty"`
+	RejectedForRate      int `json:"rejected_for_rate,omitempty"`
+	RejectedForInFlight  int `json:"rejected_for_inflight,omitempty"`
+	RejectedForSignature int `json:"rejected_for_signature,omitempty"`
+	// InjectedFailures counts 503s injected by FailureRate.
+	InjectedFailures int `json:"injected_failures,omitempty"`
 }
 
 // Server is the sink's http.Handler. It is safe for concurrent use.
 type Server struct {
-	opts Options
-	mux  *http.ServeMux
+	opts   Options
+	limits limits
+	mux    *http.ServeMux
+	// now is the clock; tests replace it before serving.
+	now func() time.Time
 
 	mu       sync.Mutex
 	stats    Stats
 	rows     []Row
 	ids      map[string]int
 	requests []Request
+	// tat is the rate limit's theoretical arrival time (GCRA): the time
+	// at which the bucket would hold exactly Burst-1 tokens. Zero: full.
+	tat time.Time
+	// charges counts requests charged to the rate, for refunds.
+	charges uint64
+	// inFlight counts POSTs being handled. Reset leaves it alone.
+	inFlight int
+}
+
+// limits are what a Server enforces, from Options and the profile.
+type limits struct {
+	maxRows  int
+	maxBytes int64
+	format   string // "" accepts both
+	// interval is 1/rate, 0 for no rate limit; tau is how far ahead of
+	// tat a request may arrive: (burst-1) intervals plus the tolerance.
+	interval, tau time.Duration
+	maxInFlight   int // 0: no limit
+}
+
+func newLimits(o Options) limits {
+	l := limits{maxRows: o.MaxRows, maxBytes: o.MaxBodyBytes}
+	if o.Profile == "" {
+		return l
+	}
+	p, err := relay.LookupProfile(o.Profile)
+	if err != nil {
+		panic(fmt.Sprintf("endpoint.New: %v", err))
+	}
+	l.maxRows = min(l.maxRows, p.MaxRows)
+	l.maxBytes = min(l.maxBytes, int64(p.MaxBytes))
+	l.format = string(p.Format)
+	l.maxInFlight = p.MaxInFlight
+	if !p.Unlimited() {
+		l.interval = time.Duration(float64(time.Second) / float64(p.RequestsPerSecond))
+		tol := o.RateTolerance
+		switch {
+		case tol == 0:
+			tol = min(DefaultRateTolerance, l.interval/2)
+		case tol < 0:
+			tol = 0
+		}
+		l.tau = time.Duration(max(p.Burst, 1)-1)*l.interval + tol
+	}
+	return l
 }
 
 var _ http.Handler = (*Server)(nil)
 
-// New returns an empty sink.
+// New returns an empty sink. It panics if opts.Profile is not a known
+// profile; Validate reports that as an error.
 func New(opts Options) *Server {
-	s := &Server{opts: opts.withDefaults(), ids: make(map[string]int)}
+	opts = opts.withDefaults()
+	s := &Server{opts: opts, limits: newLimits(opts), now: time.Now, ids: make(map[string]int)}
 	s.mux = http.NewServeMux()
 	// "POST /" catches every POST path, /rows included: the relay posts to
 	// whatever URL the user configured. Methods are disjoint from the
@@ -213,24 +361,60 @@ func (s *Server) Reset() {
 	s.rows = nil
 	s.ids = make(map[string]int)
 	s.requests = nil
+	s.tat = time.Time{}
+}
+
+// answer is the decision on one POST.
+type answer struct {
+	status int
+	body   any
+	// reason is "" for an accepted request, else a Reason constant.
+	reason string
+	// retryAfter > 0 adds a Retry-After header, rounded up to seconds.
+	retryAfter time.Duration
+	// rows are stored when the answer is 2xx.
+	rows []Row
+	// detail is logged, never sent: why a signature was rejected.
+	detail string
+}
+
+func reject(status int, reason, msg string) answer {
+	return answer{status: status, reason: reason, body: errorBody(msg)}
 }
 
 func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
-	req := Request{At: time.Now(), IdempotencyKey: r.Header.Get("Idempotency-Key")}
-	status, body, rows := s.ingest(w, r, &req)
-	req.Status = status
-	s.record(req, rows)
+	req := Request{IdempotencyKey: r.Header.Get("Idempotency-Key")}
+	ticket, early := s.arrive(&req)
+	if early == nil {
+		defer s.leave()
+	}
+	a := s.ingest(w, r, &req, ticket, early)
+	req.Status, req.Reason = a.status, a.reason
+	s.record(req, a.rows)
 
-	// The path is logged but never the query string or body: Power BI
-	// push URLs carry the dataset key in the query.
+	// The path is logged but never the query string, the headers or the
+	// body: Power BI push URLs carry the dataset key in the query, and
+	// the signature headers are derived from the secret.
 	level := slog.LevelInfo
-	if status/100 != 2 {
+	if a.status/100 != 2 {
 		level = slog.LevelWarn
 	}
-	s.opts.Logger.LogAttrs(r.Context(), level, "post",
+	attrs := []slog.Attr{
 		slog.String("method", r.Method), slog.String("path", r.URL.Path),
-		slog.Int("status", status), slog.Int("rows", req.Rows))
+		slog.Int("status", a.status), slog.Int("rows", req.Rows),
+	}
+	if a.reason != "" {
+		attrs = append(attrs, slog.String("reason", a.reason))
+	}
+	if a.detail != "" {
+		attrs = append(attrs, slog.String("detail", a.detail))
+	}
+	s.opts.Logger.LogAttrs(r.Context(), level, "post", attrs...)
 
+	if a.retryAfter > 0 {
+		secs := int64(math.Ceil(a.retryAfter.Seconds()))
+		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	}
 	if s.opts.Latency > 0 {
 		t := time.NewTimer(s.opts.Latency)
 		defer t.Stop()
@@ -240,41 +424,134 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 			return // nobody is left to read the answer
 		}
 	}
-	writeJSON(w, status, body)
+	writeJSON(w, a.status, a.body)
 }
 
-// ingest decides the answer to one POST. rows is non-nil only when they
-// are to be stored.
-func (s *Server) ingest(w http.ResponseWriter, r *http.Request, req *Request) (status int, body any, rows []Row) {
+// arrive stamps req.At and applies strict mode's limits on arrival, before
+// the body is read: the in-flight cap, then the rate. Doing both and
+// reading the clock under one lock makes the rate judge requests in the
+// order of their recorded timestamps, so that a client paced at the rate
+// is never refused because a later request overtook an earlier one while
+// their bodies were read. A non-nil early answer refuses the request, which
+// then holds no slot and was not charged; otherwise the caller must call
+// leave. ticket identifies the rate charge for refund.
+func (s *Server) arrive(req *Request) (ticket uint64, early *answer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	req.At = s.now()
+	if s.limits.maxInFlight > 0 && s.inFlight >= s.limits.maxInFlight {
+		a := reject(http.StatusTooManyRequests, ReasonInFlight,
+			fmt.Sprintf("more than %d requests in flight", s.limits.maxInFlight))
+		a.retryAfter = time.Second
+		return 0, &a
+	}
+	if ok, wait := s.admit(req.At); !ok {
+		a := reject(http.StatusTooManyRequests, ReasonRate, "request rate over the limit")
+		a.retryAfter = wait
+		return 0, &a
+	}
+	s.inFlight++
+	return s.charges, nil
+}
+
+func (s *Server) leave() {
+	s.mu.Lock()
+	s.inFlight--
+	s.mu.Unlock()
+}
+
+// admit charges one request arriving at t to the rate limit, a GCRA
+// (virtual scheduling) equivalent to a token bucket of the profile's rate
+// and burst that starts full, loosened by the tolerance. A refused request
+// is not charged. wait is how long until it would have been admitted.
+// s.mu must be held.
+func (s *Server) admit(t time.Time) (ok bool, wait time.Duration) {
+	if s.limits.interval == 0 {
+		return true, 0
+	}
+	tat := s.tat
+	if tat.Before(t) {
+		tat = t
+	}
+	if earliest := tat.Add(-s.limits.tau); t.Before(earliest) {
+		return false, earliest.Sub(t)
+	}
+	s.tat = tat.Add(s.limits.interval)
+	s.charges++
+	return true, 0
+}
+
+// refund gives back the rate charge of ticket, as long as no request was
+// charged after it (otherwise the charge stays: stricter, never laxer).
+func (s *Server) refund(ticket uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.limits.interval > 0 && ticket == s.charges && ticket > 0 {
+		s.tat = s.tat.Add(-s.limits.interval)
+		s.charges--
+	}
+}
+
+// ingest decides the answer to one POST: early when arrive refused it,
+// else by the byte cap, the signature, the body and injected failures, in
+// this order. The body is read and parsed even when the answer is early,
+// so that every request is recorded with its size and rows.
+func (s *Server) ingest(w http.ResponseWriter, r *http.Request, req *Request, ticket uint64, early *answer) answer {
 	// io.ReadAll keeps what arrived before an error, so a 413 still
 	// records its size.
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	data, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, s.limits.maxBytes))
 	req.Bytes = len(data)
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return http.StatusRequestEntityTooLarge, errorBody(fmt.Sprintf("body exceeds %d bytes", s.opts.MaxBodyBytes)), nil
-		}
-		return http.StatusBadRequest, errorBody(fmt.Sprintf("read body: %v", err)), nil
+	var (
+		rows     []Row
+		format   string
+		parseErr error
+	)
+	if readErr == nil {
+		var n int
+		rows, format, n, parseErr = parseBody(data, s.limits.maxRows)
+		req.Format, req.Rows = format, n
 	}
-	rows, format, n, err := parseBody(data, s.opts.MaxRows)
-	req.Format, req.Rows = format, n
-	if err != nil {
-		return http.StatusBadRequest, errorBody(err.Error()), nil
+	switch {
+	case early != nil:
+		return *early
+	case readErr != nil:
+		var tooBig *http.MaxBytesError
+		if errors.As(readErr, &tooBig) {
+			return reject(http.StatusRequestEntityTooLarge, ReasonSize, fmt.Sprintf("body exceeds %d bytes", s.limits.maxBytes))
+		}
+		return reject(http.StatusBadRequest, ReasonInvalid, fmt.Sprintf("read body: %v", readErr))
+	}
+	if len(s.opts.Secret) > 0 {
+		if err := relay.Verify(s.opts.Secret, r.Header, data, req.At, 0); err != nil {
+			// A forged request must not spend the dataset's budget.
+			s.refund(ticket)
+			a := reject(http.StatusUnauthorized, ReasonSignature, "invalid signature")
+			a.detail = err.Error()
+			return a
+		}
+	}
+	switch {
+	case parseErr != nil && req.Rows > s.limits.maxRows:
+		return reject(http.StatusBadRequest, ReasonRows, parseErr.Error())
+	case parseErr != nil:
+		return reject(http.StatusBadRequest, ReasonInvalid, parseErr.Error())
+	case s.limits.format != "" && format != s.limits.format:
+		return reject(http.StatusBadRequest, ReasonFormat, fmt.Sprintf("body is in the %s format, want %s", format, s.limits.format))
+	}
+	if s.opts.FailureRate > 0 && rand.Float64() < s.opts.FailureRate {
+		return reject(http.StatusServiceUnavailable, ReasonInjected, "injected 503 Service Unavailable")
 	}
 	if s.opts.Reject != nil {
 		if status, retryAfter := s.opts.Reject(rows); status != 0 {
 			if status < 200 || status > 599 {
-				return http.StatusInternalServerError, errorBody(fmt.Sprintf("reject hook returned invalid status %d", status)), nil
+				return reject(http.StatusInternalServerError, ReasonHook, fmt.Sprintf("reject hook returned invalid status %d", status))
 			}
-			if retryAfter > 0 {
-				secs := int64(math.Ceil(retryAfter.Seconds()))
-				w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-			}
-			return status, errorBody(fmt.Sprintf("injected %d %s", status, http.StatusText(status))), nil
+			a := reject(status, ReasonHook, fmt.Sprintf("injected %d %s", status, http.StatusText(status)))
+			a.retryAfter = retryAfter
+			return a
 		}
 	}
-	return http.StatusOK, map[string]int{"rows": len(rows)}, rows
+	return answer{status: http.StatusOK, body: map[string]int{"rows": len(rows)}, rows: rows}
 }
 
 func (s *Server) record(req Request, rows []Row) {
@@ -285,6 +562,18 @@ func (s *Server) record(req Request, rows []Row) {
 		s.stats.Requests++
 	} else {
 		s.stats.Rejected++
+	}
+	switch req.Reason {
+	case ReasonSize:
+		s.stats.RejectedForSize++
+	case ReasonRate:
+		s.stats.RejectedForRate++
+	case ReasonInFlight:
+		s.stats.RejectedForInFlight++
+	case ReasonSignature:
+		s.stats.RejectedForSignature++
+	case ReasonInjected:
+		s.stats.InjectedFailures++
 	}
 	s.stats.MaxRowsPerRequest = max(s.stats.MaxRowsPerRequest, req.Rows)
 	for _, row := range rows {

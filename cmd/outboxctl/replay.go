@@ -1,0 +1,43 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+
+	"github.com/ddboutbox/ddboutbox/cmd/internal/cli"
+	"github.com/ddboutbox/ddboutbox/outbox"
+)
+
+func setupReplay(fs *flag.FlagSet, a *app) func(ctx context.Context) error {
+	var sel selection
+	sel.register(fs, " (required)")
+	dryRun := fs.Bool("dry-run", false, "list the events that would be replayed, change nothing")
+	outputFlag(fs, a)
+	return func(ctx context.Context) error {
+		if sel.from.t.IsZero() || sel.to.t.IsZero() {
+			// An open range could re-send the whole table by accident.
+			return cli.Usage(errors.New("replay: -from and -to are both required"))
+		}
+		f, err := sel.filter(outbox.StatusDelivered)
+		if err != nil {
+			return err
+		}
+		db, err := a.client(ctx)
+		if err != nil {
+			return err
+		}
+		if *dryRun {
+			recs, err := outbox.List(ctx, db, a.tables.Outbox, f)
+			if err != nil {
+				return err
+			}
+			return writeRecords(a.out, a.format, recs)
+		}
+		n, err := outbox.Replay(ctx, db, a.tables.Outbox, f)
+		if err != nil {
+			return partial(err, n)
+		}
+		return writeMoved(a.out, a.format, "replayed", n)
+	}
+}

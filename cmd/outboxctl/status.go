@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ddboutbox/ddboutbox/dynamo"
+	"github.com/ddboutbox/ddboutbox/outbox"
+)
+
+func setupStatus(fs *flag.FlagSet, a *app) func(ctx context.Context) error {
+	outputFlag(fs, a)
+	return func(ctx context.Context) error {
+		db, err := a.client(ctx)
+		if err != nil {
+			return err
+		}
+		s, err := outbox.Summarize(ctx, db, a.tables.Outbox)
+		if err != nil {
+			return err
+		}
+		st := status{Summary: s, Now: time.Now()}
+		st.StreamARN, err = dynamo.StreamARN(ctx, db, a.tables.Outbox)
+		switch {
+		case errors.Is(err, dynamo.ErrNoStream):
+			// Still worth showing the counts: the stream is what is wrong.
+		case err != nil:
+			return err
+		default:
+			leases := &dynamo.Leases{DB: db, Table: a.tables.State}
+			if st.Leases, err = leases.List(ctx, st.StreamARN); err != nil {
+				return err
+			}
+		}
+		return st.write(a.out, a.format)
+	}
+}
+
+// status is what the status command shows.
+type status struct {
+	outbox.Summary
+	Now time.Time
+	// StreamARN is the outbox table's current stream; empty if it has none.
+	StreamARN string
+	// Leases are the state table's rows for StreamARN: one per shard the
+	// relay has seen.
+	Leases []dynamo.Lease
+}
+
+// shardJSON is a lease in JSON output.
+type shardJSON struct {
+	ShardID        string    `json:"shard_id"`
+	Checkpoint     string    `json:"checkpoint,omitempty"`
+	Finished       bool      `json:"finished"`
+	Owner          string    `json:"owner,omitempty"`
+	LeaseCounter   int64     `json:"lease_counter"`
+	LeaseExpiresAt time.Time `json:"lease_expires_at"`
+	LeaseLive      bool      `json:"lease_live"`
+	ParentShardIDs []string  `json:"parent_shard_ids,omitempty"`
+	UpdatedAt      string    `json:"updated_at,omitempty"`
+}
+
+func (st status) write(w io.Writer, f format) error {
+	age := st.OldestPendingAge(st.Now).Round(time.Millisecond)
+	leases := slices.Clone(st.Leases)
+	// Shard ids embed their creation time, so this is roughly stream order.
+	slices.SortFunc(leases, func(a, b dynamo.Lease) int { return strings.Compare(a.ShardID, b.ShardID) })
+	if f == formatJSON {
+		shards := make([]shardJSON, 0, len(leases))
+		for _, l := range leases {
+			exp := time.UnixMilli(l.ExpiresAtMilli).UTC()
+			shards = append(shards, shardJSON{
+				ShardID: l.ShardID, Checkpoint: l.Checkpoint, Finished: l.Finished(),
+				Owner: l.Owner, LeaseCounter: l.Counter, LeaseExpiresAt: exp, LeaseLive: exp.After(st.Now),
+				ParentShardIDs: l.ParentShardIDs, UpdatedAt: l.UpdatedAt,
+			})
+		}
+		return writeJSON(w, struct {
+			outbox.Summary
+			OldestPendingAgeSeconds float64     `json:"oldest_pending_age_seconds"`
+			StreamARN               string      `json:"stream_arn,omitempty"`
+			Shards                  []shardJSON `json:"shards"`
+		}{st.Summary, age.Seconds(), st.StreamARN, shards})
+	}
+
+	tw := newTable(w)
+	row(tw, "PENDING", "DELIVERED", "FAILED", "OLDEST PENDING AGE")
+	row(tw, fmt.Sprint(st.Pending), fmt.Sprint(st.Delivered), fmt.Sprint(st.Failed), age.String())
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	switch {
+	case st.StreamARN == "":
+		_, err := fmt.Fprintln(w, "\nstream: none (the outbox table has no stream; run outboxctl init)")
+		return err
+	case len(leases) == 0:
+		_, err := fmt.Fprintf(w, "\nstream: %s\nno shard leases yet (no relay has processed this stream)\n", st.StreamARN)
+		return err
+	}
+	fmt.Fprintf(w, "\nstream: %s\n", st.StreamARN)
+	tw = newTable(w)
+	row(tw, "SHARD", "CHECKPOINT", "OWNER", "COUNTER", "LEASE EXPIRES", "PARENTS")
+	for _, l := range leases {
+		row(tw, l.ShardID, orDash(shortSeq(l.Checkpoint)), orDash(l.Owner), fmt.Sprint(l.Counter),
+			leaseCell(time.UnixMilli(l.ExpiresAtMilli), st.Now), orDash(strings.Join(l.ParentShardIDs, ",")))
+	}
+	return tw.Flush()
+}
+
+// shortSeq shortens a sequence number (up to 40 digits in DynamoDB
+// Streams) to its ends, which is enough to see it move; -o json has it whole.
+func shortSeq(seq string) string {
+	const keep = 6
+	if len(seq) <= 2*keep+3 {
+		return seq
+	}
+	return seq[:keep] + "…" + seq[len(seq)-keep:]
+}
+
+func leaseCell(exp, now time.Time) string {
+	if !exp.After(now) {
+		return "expired"
+	}
+	return fmt.Sprintf("%s (in %s)", exp.UTC().Format(tableTime), exp.Sub(now).Round(time.Second))
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

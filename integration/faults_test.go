@@ -1,0 +1,463 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/go-connections/nat"
+	"github.com/testcontainers/testcontainers-go"
+	tcdynamodb "github.com/testcontainers/testcontainers-go/modules/dynamodb"
+
+	"github.com/ddboutbox/ddboutbox/cmd/analytics-sink/endpoint"
+	"github.com/ddboutbox/ddboutbox/dynamo"
+	"github.com/ddboutbox/ddboutbox/outbox"
+	"github.com/ddboutbox/ddboutbox/relay"
+)
+
+// persistentDynamoDB is a DynamoDB Local of one test's own, with its data
+// on a host directory and a fixed host port, so that it can be restarted
+// under a running relay.
+type persistentDynamoDB struct {
+	c        *tcdynamodb.DynamoDBContainer
+	endpoint string
+}
+
+func startPersistentDynamoDB(t *testing.T) *persistentDynamoDB {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close()
+	dir := t.TempDir()
+	c, err := tcdynamodb.Run(context.Background(), dynamoImage(),
+		testcontainers.WithCmdArgs("-sharedDb", "-dbPath", "/data"),
+		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
+			hc.Binds = append(hc.Binds, dir+":/data")
+			hc.PortBindings = nat.PortMap{"8000/tcp": {{HostIP: "127.0.0.1", HostPort: port}}}
+		}))
+	if c != nil {
+		t.Cleanup(func() { _ = testcontainers.TerminateContainer(c) })
+	}
+	if err != nil {
+		t.Fatalf("start a DynamoDB Local with a volume: %v", err)
+	}
+	return &persistentDynamoDB{c: c, endpoint: "http://127.0.0.1:" + port}
+}
+
+func (p *persistentDynamoDB) restart(t *testing.T) {
+	t.Helper()
+	stop := 5 * time.Second
+	if err := p.c.Stop(context.Background(), &stop); err != nil {
+		t.Fatalf("stop DynamoDB Local: %v", err)
+	}
+	if err := p.c.Start(context.Background()); err != nil {
+		t.Fatalf("start DynamoDB Local again: %v", err)
+	}
+}
+
+// Every test here injects one fault, asserts that no event is lost and
+// logs the duplicates the endpoint saw.
+
+func (e *env) reportDuplicates() {
+	e.t.Helper()
+	e.t.Logf("endpoint: %+v", e.sink.Stats())
+}
+
+// status reads one event's status and last_error.
+func (e *env) status(id string) (outbox.Status, string) {
+	e.t.Helper()
+	item := getItem(e.t, e.tables.Outbox, outbox.AttrEventID, id)
+	s, _ := item[outbox.AttrStatus].(*types.AttributeValueMemberS)
+	le, _ := item[outbox.AttrLastError].(*types.AttributeValueMemberS)
+	if s == nil {
+		e.t.Fatalf("event %s has no status: %v", id, item)
+	}
+	msg := ""
+	if le != nil {
+		msg = le.Value
+	}
+	return outbox.Status(s.Value), msg
+}
+
+// phase switches an injected fault on for a while.
+type phase struct{ until atomic.Int64 }
+
+func (p *phase) startFor(d time.Duration) { p.until.Store(time.Now().Add(d).UnixNano()) }
+func (p *phase) on() bool                 { return time.Now().UnixNano() < p.until.Load() }
+
+// The relay is killed with SIGKILL three times during a 5,000-event load:
+// all 5,000 arrive, with at most 3 x batch-size duplicates.
+func TestSIGKILLThreeTimesLosesNothing(t *testing.T) {
+	e := newEnv(t, endpoint.Options{})
+	const total, batch = 5000, 100
+	start := func() *exec.Cmd {
+		cmd := exec.Command(relayBin, "-dynamodb-endpoint", ddbEndpoint,
+			"-outbox-table", e.tables.Outbox, "-state-table", e.tables.State, "-sink-url", e.sinkURL,
+			"-batch-size", fmt.Sprint(batch), "-batch-window", "100ms", "-poll-interval", "50ms",
+			"-owner", "sigkill-test", "-log-level", "warn")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start relay: %v", err)
+		}
+		return cmd
+	}
+	var ids []string
+	loaded := make(chan struct{})
+	go func() {
+		defer close(loaded)
+		for range 25 {
+			ids = append(ids, e.commitEvents(total/25, 8)...)
+		}
+	}()
+	cmd := start()
+	for i, at := range []int{800, 2000, 3200} {
+		waitFor(t, 2*time.Minute, func() (bool, string) {
+			n := e.sink.Stats().Rows
+			return n >= at, fmt.Sprintf("%d rows before kill %d", n, i+1)
+		})
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		_ = cmd.Wait()
+		cmd = start()
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	<-loaded
+	if len(ids) != total {
+		t.Fatalf("committed %d, want %d", len(ids), total)
+	}
+	e.waitDelivered(ids, 3*time.Minute)
+	e.waitMarked(total, time.Minute)
+	st := e.sink.Stats()
+	if st.DistinctEventIDs != total {
+		t.Fatalf("endpoint has %d distinct events, want %d", st.DistinctEventIDs, total)
+	}
+	if st.Duplicates > 3*batch {
+		t.Fatalf("%d duplicates after 3 kills, want <= %d", st.Duplicates, 3*batch)
+	}
+	e.reportDuplicates()
+}
+
+func p99(ds []time.Duration) time.Duration {
+	slices.Sort(ds)
+	return ds[(len(ds)*99)/100]
+}
+
+// The endpoint answers 503 for 30s: everything is delivered after it
+// recovers, and bookings do not slow down meanwhile.
+func TestEndpointOutageDeliversAllAndSparesBookings(t *testing.T) {
+	t.Parallel()
+	var outage phase
+	e := newEnv(t, endpoint.Options{Reject: func([]endpoint.Row) (int, time.Duration) {
+		if outage.on() {
+			return http.StatusServiceUnavailable, 0
+		}
+		return 0, 0
+	}})
+	cfg := e.relayConfig()
+	cfg.RetryMax = 2 * time.Second
+	r, _ := e.startRelay(cfg)
+
+	measure := func(n int) (ids []string, lat []time.Duration) {
+		for i := range n {
+			ev, _ := outbox.NewEvent("TestEvent", "Test", fmt.Sprint(i), map[string]any{"n": i})
+			t0 := time.Now()
+			if err := e.writer.Commit(context.Background(), outbox.Tx{Events: []outbox.Event{ev}}); err != nil {
+				t.Fatal(err)
+			}
+			lat = append(lat, time.Since(t0))
+			ids = append(ids, ev.ID)
+		}
+		return ids, lat
+	}
+	before, latBefore := measure(300)
+	e.waitDelivered(before, time.Minute)
+	outage.startFor(30 * time.Second)
+	during, latDuring := measure(300)
+	waitFor(t, time.Minute, func() (bool, string) {
+		return e.sink.Stats().Rejected > 0, "no request reached the endpoint during the outage"
+	})
+	t.Logf("booking p99 before %s, during the outage %s; retries %d", p99(latBefore), p99(latDuring), r.Stats().Retries)
+	if p99(latDuring) > p99(latBefore)*3/2 {
+		t.Fatalf("booking p99 during the outage %s > 1.5 x %s before it", p99(latDuring), p99(latBefore))
+	}
+	e.waitDelivered(append(before, during...), 2*time.Minute)
+	e.waitMarked(600, time.Minute)
+	if s := e.summary(); s.Failed != 0 {
+		t.Fatalf("outbox %+v: an outage must not fail events", s)
+	}
+	e.reportDuplicates()
+}
+
+// 429 with Retry-After: 2 makes the relay wait at least 2s before its next
+// request; then everything is delivered.
+func TestRetryAfterIsHonoured(t *testing.T) {
+	t.Parallel()
+	var throttled atomic.Int32
+	e := newEnv(t, endpoint.Options{Reject: func([]endpoint.Row) (int, time.Duration) {
+		if throttled.Add(1) <= 3 {
+			return http.StatusTooManyRequests, 2 * time.Second
+		}
+		return 0, 0
+	}})
+	e.startRelay(e.relayConfig())
+	ids := e.commitEvents(200, 4)
+	e.waitDelivered(ids, time.Minute)
+	reqs := e.sink.Requests()
+	got429 := 0
+	for i, r := range reqs {
+		if r.Status != http.StatusTooManyRequests {
+			continue
+		}
+		got429++
+		if i+1 < len(reqs) {
+			if gap := reqs[i+1].At.Sub(r.At); gap < 2*time.Second {
+				t.Fatalf("request %d came %s after a 429 with Retry-After: 2", i+1, gap)
+			}
+		}
+	}
+	if got429 != 3 {
+		t.Fatalf("%d requests were throttled, want 3", got429)
+	}
+	e.waitMarked(len(ids), time.Minute)
+	e.reportDuplicates()
+}
+
+// One poison row among 2,000: the endpoint rejects any batch holding it
+// with 400. The other 1,999 are delivered, the poison event is FAILED with
+// the reason and does not block its shard; redriven after the endpoint is
+// fixed, it is delivered.
+func TestPoisonRowIsIsolatedAndRedriveDeliversIt(t *testing.T) {
+	var poison atomic.Value
+	poison.Store("")
+	e := newEnv(t, endpoint.Options{Reject: func(rows []endpoint.Row) (int, time.Duration) {
+		for _, r := range rows {
+			if r.EventID == poison.Load().(string) {
+				return http.StatusBadRequest, 0
+			}
+		}
+		return 0, 0
+	}})
+	ids := e.commitEvents(2000, 10)
+	bad := ids[1234]
+	poison.Store(bad)
+	cfg := e.relayConfig()
+	cfg.SweepAfter = time.Second
+	cfg.SweepInterval = 500 * time.Millisecond
+	e.startRelay(cfg)
+
+	good := slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == bad })
+	e.waitDelivered(good, time.Minute)
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		s, _ := e.status(bad)
+		return s == outbox.StatusFailed, fmt.Sprintf("poison event is %s", s)
+	})
+	if _, msg := e.status(bad); !strings.Contains(msg, "400") {
+		t.Fatalf("last_error %q does not say what the endpoint answered", msg)
+	}
+	if n := e.sink.EventIDs()[bad]; n != 0 {
+		t.Fatalf("the poison row was accepted %d times", n)
+	}
+	// Later events are not blocked behind it.
+	after := e.commitEvents(20, 2)
+	e.waitDelivered(after, 30*time.Second)
+
+	poison.Store("")
+	n, err := outbox.Redrive(context.Background(), clients.DB, e.tables.Outbox, outbox.Filter{IDs: []string{bad}})
+	if err != nil || n != 1 {
+		t.Fatalf("redrive moved %d: %v", n, err)
+	}
+	e.waitDelivered([]string{bad}, 30*time.Second)
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		s, _ := e.status(bad)
+		return s == outbox.StatusDelivered, fmt.Sprintf("redriven event is %s", s)
+	})
+	e.reportDuplicates()
+}
+
+// Events whose stream records the relay never reads (it starts at LATEST
+// after they were written) are delivered by the sweeper.
+func TestSweeperDeliversEventsTheStreamMissed(t *testing.T) {
+	e := newEnv(t, endpoint.Options{})
+	ids := e.commitEvents(300, 6)
+	cfg := e.relayConfig()
+	cfg.StartPosition = relay.StartLatest
+	cfg.SweepAfter = 2 * time.Second
+	cfg.SweepInterval = 500 * time.Millisecond
+	r, _ := e.startRelay(cfg)
+	e.waitDelivered(ids, time.Minute)
+	e.waitMarked(len(ids), 30*time.Second)
+	if s := r.Stats(); s.Swept < int64(len(ids)) || s.Read != 0 {
+		t.Fatalf("relay stats %+v: want all %d swept and none read from the stream", s, len(ids))
+	}
+	// New events still flow through the stream.
+	more := e.commitEvents(50, 2)
+	e.waitDelivered(more, 30*time.Second)
+	if s := r.Stats(); s.Read < 50 {
+		t.Fatalf("relay read %d events from the stream after starting at LATEST, want 50", s.Read)
+	}
+	e.reportDuplicates()
+}
+
+// The endpoint hangs: the per-request timeout fires, the batch is sent
+// again, and nothing is lost.
+func TestHangingEndpointTimesOutAndRetries(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, endpoint.Options{})
+	var hung atomic.Int32
+	hanging := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hung.Add(1) <= 2 {
+			// Never answer. The body must be read for net/http to notice
+			// the client going away; the bound keeps Close from hanging.
+			_, _ = io.Copy(io.Discard, r.Body)
+			select {
+			case <-r.Context().Done():
+			case <-time.After(30 * time.Second):
+			}
+			return
+		}
+		e.sink.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hanging.Close)
+	cfg := e.relayConfig()
+	cfg.SinkURL = hanging.URL + "/rows"
+	cfg.RequestTimeout = time.Second
+	r, _ := e.startRelay(cfg)
+	ids := e.commitEvents(200, 4)
+	e.waitDelivered(ids, time.Minute)
+	e.waitMarked(len(ids), 30*time.Second)
+	if h := hung.Load(); h < 3 {
+		t.Fatalf("%d requests reached the endpoint; want the 2 hung ones and more", h)
+	}
+	if s := r.Stats(); s.Retries < 2 {
+		t.Fatalf("relay retried %d times; want >= 2 after two timeouts", s.Retries)
+	}
+	e.reportDuplicates()
+}
+
+// An event whose row exceeds the byte cap and one whose payload is not a
+// JSON object are FAILED with a clear reason; their neighbours arrive.
+func TestUnsendableEventsFailAndNeighboursArrive(t *testing.T) {
+	e := newEnv(t, endpoint.Options{})
+	cfg := e.relayConfig()
+	cfg.BatchBytes = 4096
+	e.startRelay(cfg)
+	ctx := context.Background()
+
+	before := e.commitEvents(20, 2)
+	big, _ := outbox.NewEvent("TestEvent", "Test", "big", map[string]string{"blob": strings.Repeat("x", 5000)})
+	if err := e.writer.Commit(ctx, outbox.Tx{Events: []outbox.Event{big}}); err != nil {
+		t.Fatal(err)
+	}
+	notObject, _ := outbox.NewEvent("TestEvent", "Test", "array", map[string]int{})
+	item, err := outbox.Item(notObject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// outbox.Writer refuses such a payload, so write it as another
+	// producer might have.
+	item[outbox.AttrPayload] = &types.AttributeValueMemberS{Value: `[1,2,3]`}
+	if _, err := clients.DB.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(e.tables.Outbox), Item: item}); err != nil {
+		t.Fatal(err)
+	}
+	after := e.commitEvents(20, 2)
+
+	e.waitDelivered(append(before, after...), time.Minute)
+	for _, c := range []struct{ id, want string }{
+		{big.ID, "exceeds the batch byte cap"},
+		{notObject.ID, "must be a JSON object"},
+	} {
+		waitFor(t, 30*time.Second, func() (bool, string) {
+			s, msg := e.status(c.id)
+			return s == outbox.StatusFailed && strings.Contains(msg, c.want), fmt.Sprintf("event %s is %s (%q), want FAILED with %q", c.id, s, msg, c.want)
+		})
+	}
+	if ids := e.sink.EventIDs(); ids[big.ID]+ids[notObject.ID] != 0 {
+		t.Fatal("an unsendable event reached the endpoint")
+	}
+	e.reportDuplicates()
+}
+
+// The endpoint answers 401 for 20s (a key being rotated): nothing is
+// FAILED, even with a small max-attempts, the relay reports not-ready
+// meanwhile, and everything is delivered once the key works.
+func TestUnauthorizedEndpointFailsNothingAndIsNotReady(t *testing.T) {
+	t.Parallel()
+	var rotating phase
+	rotating.startFor(20 * time.Second)
+	e := newEnv(t, endpoint.Options{Reject: func([]endpoint.Row) (int, time.Duration) {
+		if rotating.on() {
+			return http.StatusUnauthorized, 0
+		}
+		return 0, 0
+	}})
+	cfg := e.relayConfig()
+	cfg.MaxAttempts = 3
+	cfg.RetryMax = 2 * time.Second
+	r, _ := e.startRelay(cfg)
+	ids := e.commitEvents(300, 4)
+	waitFor(t, 15*time.Second, func() (bool, string) {
+		err := r.Ready()
+		return err != nil && strings.Contains(err.Error(), "misconfigured"), fmt.Sprintf("Ready() = %v during the 401s", err)
+	})
+	e.waitDelivered(ids, time.Minute)
+	e.waitMarked(len(ids), 30*time.Second)
+	if err := r.Ready(); err != nil {
+		t.Fatalf("Ready() = %v after the key works again", err)
+	}
+	if s := e.summary(); s.Failed != 0 {
+		t.Fatalf("outbox %+v: a 401 must never fail events", s)
+	}
+	e.reportDuplicates()
+}
+
+// DynamoDB Local, with its data on a volume, restarts while the relay
+// runs: the relay reconnects and delivers what was written before and
+// after the restart.
+func TestDynamoDBRestartWhileRelayRuns(t *testing.T) {
+	ddb := startPersistentDynamoDB(t)
+	ctx := context.Background()
+	cl, err := dynamo.NewClients(ctx, dynamo.Config{Endpoint: ddb.endpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvOn(t, cl, endpoint.Options{})
+	cfg := e.relayConfig()
+	cfg.RetryMax = time.Second
+	e.startRelay(cfg)
+
+	before := e.commitEvents(200, 4)
+	e.waitDelivered(before, time.Minute)
+	ddb.restart(t)
+	var after []string
+	waitFor(t, time.Minute, func() (bool, string) {
+		ev, _ := outbox.NewEvent("TestEvent", "Test", "after", map[string]int{"n": len(after)})
+		if err := e.writer.Commit(ctx, outbox.Tx{Events: []outbox.Event{ev}}); err != nil {
+			return false, fmt.Sprintf("commit after restart: %v", err)
+		}
+		after = append(after, ev.ID)
+		return len(after) >= 200, ""
+	})
+	e.waitDelivered(append(before, after...), 2*time.Minute)
+	e.waitMarked(len(before)+len(after), time.Minute)
+	e.reportDuplicates()
+}

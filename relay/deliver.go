@@ -1,0 +1,164 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// health tracks how deliveries are going: for Ready, for the once-a-minute
+// misconfiguration log, and as the Retry-After gate every request obeys.
+type health struct {
+	mu            sync.Mutex
+	failingSince  time.Time // zero while the last POST succeeded
+	lastErr       error
+	misconfigured bool
+	lastConfigLog time.Time
+	pauseUntil    time.Time
+}
+
+func (h *health) succeeded() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failingSince, h.lastErr, h.misconfigured = time.Time{}, nil, false
+}
+
+// failed records a failed POST; logNow says whether a misconfiguration
+// should be logged (at most once a minute, it can last for hours).
+func (h *health) failed(err error, misconfigured bool, now time.Time) (logNow bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.failingSince.IsZero() {
+		h.failingSince = now
+	}
+	h.lastErr, h.misconfigured = err, misconfigured
+	if misconfigured && now.Sub(h.lastConfigLog) >= time.Minute {
+		h.lastConfigLog = now
+		return true
+	}
+	return false
+}
+
+// pause holds every request to the endpoint until now+d: a Retry-After
+// speaks for the endpoint, not for one batch.
+func (h *health) pause(now time.Time, d time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if until := now.Add(d); until.After(h.pauseUntil) {
+		h.pauseUntil = until
+	}
+}
+
+func (h *health) wait(ctx context.Context) error {
+	h.mu.Lock()
+	d := time.Until(h.pauseUntil)
+	h.mu.Unlock()
+	if d <= 0 {
+		return nil
+	}
+	return sleep(ctx, d)
+}
+
+// ErrNotReady is wrapped by every error Ready returns.
+var ErrNotReady = errors.New("relay not ready")
+
+// Ready reports whether the relay is doing its job: it found the stream,
+// and the endpoint is neither misconfigured (401, 403, 404, 405, 407) nor
+// failing for longer than UnhealthyAfter.
+func (r *Relay) Ready() error {
+	if !r.started.Load() {
+		return fmt.Errorf("%w: stream not found yet", ErrNotReady)
+	}
+	h := &r.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.misconfigured:
+		return fmt.Errorf("%w: endpoint misconfigured: %w", ErrNotReady, h.lastErr)
+	case !h.failingSince.IsZero() && time.Since(h.failingSince) > r.cfg.UnhealthyAfter:
+		return fmt.Errorf("%w: deliveries failing since %s: %w", ErrNotReady, h.failingSince.UTC().Format(time.RFC3339), h.lastErr)
+	}
+	return nil
+}
+
+// send POSTs the rows as one request until it is accepted or ctx ends.
+// Transient failures are retried with backoff; a batch the endpoint rejects
+// (400, 422) is bisected until the offending rows are isolated, and one that
+// is too large (413) is split and lowers the byte cap. Rows that cannot be
+// delivered get their fail set; the rest are delivered.
+func (r *Relay) send(ctx context.Context, recs []*record) error {
+	rows := make([][]byte, len(recs))
+	for i, rec := range recs {
+		rows[i] = rec.row
+	}
+	body := encodeBody(r.cfg.SinkFormat, rows)
+	key := idempotencyKey(recs)
+	attempts := 0
+	for try := 0; ; try++ {
+		if err := r.health.wait(ctx); err != nil {
+			return err
+		}
+		r.n.requests.Add(1)
+		err := r.sink.Send(ctx, body, key)
+		if err == nil {
+			r.health.succeeded()
+			r.n.batches.Add(1)
+			r.log.Debug("batch delivered", "rows", len(recs), "bytes", len(body), "tries", try+1)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		v := classifySend(err)
+		if r.health.failed(err, v == misconfigured, time.Now()) {
+			r.log.Warn("endpoint misconfigured (wrong key or URL?); retrying without failing events", "err", err)
+		}
+		switch v {
+		case splitBatch, shrinkBatch:
+			if v == shrinkBatch {
+				r.lowerCap(len(body))
+			}
+			if len(recs) == 1 {
+				recs[0].fail, recs[0].attempts = err, attempts+1
+				return nil
+			}
+			mid := len(recs) / 2
+			if err := r.send(ctx, recs[:mid]); err != nil {
+				return err
+			}
+			return r.send(ctx, recs[mid:])
+		case retryBatch:
+			attempts++
+			if r.cfg.MaxAttempts > 0 && attempts >= r.cfg.MaxAttempts {
+				for _, rec := range recs {
+					rec.fail, rec.attempts = fmt.Errorf("gave up after %d attempts: %w", attempts, err), attempts
+				}
+				return nil
+			}
+			r.log.Warn("delivery failed, retrying", "rows", len(recs), "attempt", attempts, "err", err)
+		}
+		if ra := retryAfterOf(err); ra > 0 {
+			r.health.pause(time.Now(), ra)
+		}
+		r.n.retries.Add(1)
+		if err := sleep(ctx, r.policy.delay(try, retryAfterOf(err))); err != nil {
+			return err
+		}
+	}
+}
+
+// lowerCap halves the byte cap below a body the endpoint refused as too
+// large, so that later batches fit without being refused first.
+func (r *Relay) lowerCap(refused int) {
+	floor := int64(envelopeSize(r.cfg.SinkFormat) + 2)
+	want := max(int64(refused/2), floor)
+	for {
+		cur := r.capBytes.Load()
+		if want >= cur || r.capBytes.CompareAndSwap(cur, want) {
+			break
+		}
+	}
+	r.log.Warn("endpoint refused a body as too large; lowering the byte cap", "refused_bytes", refused, "cap", r.capBytes.Load())
+}

@@ -1,0 +1,135 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/ddboutbox/ddboutbox/outbox"
+)
+
+// The sweeper is what no stream consumer does on its own: DynamoDB Streams
+// keep records for 24 hours, and a relay can miss records (a longer outage,
+// trimmed data, a stream disabled and re-enabled with a new ARN, a redrive,
+// a bug). The outbox table is the source of truth, so the sweeper queries
+// its sparse pending index for events PENDING for longer than SweepAfter,
+// claims each with a conditional write so that two relays do not both send
+// it, and feeds it through the same batch, deliver and mark path.
+
+// maxSweptPerRound bounds one sweep's memory; the next sweep goes on.
+const maxSweptPerRound = 10000
+
+func (r *Relay) sweepLoop(ctx context.Context, out chan<- record) {
+	if r.cfg.SweepInterval < 0 {
+		return
+	}
+	t := time.NewTicker(r.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := r.sweep(ctx, out)
+		if err != nil && ctx.Err() == nil {
+			r.log.Warn("sweep failed", "err", err)
+		}
+		if n > 0 {
+			r.log.Info("sweeper found pending events the stream path missed", "events", n)
+		}
+	}
+}
+
+// sweep claims PENDING events older than SweepAfter and sends them to out.
+func (r *Relay) sweep(ctx context.Context, out chan<- record) (int, error) {
+	now := time.Now()
+	cutoff := now.Add(-r.cfg.SweepAfter).UTC().Format(time.RFC3339Nano)
+	claimed := 0
+	for _, bucket := range outbox.AllPendingBuckets() {
+		p := dynamodb.NewQueryPaginator(r.db, &dynamodb.QueryInput{
+			TableName:              aws.String(r.cfg.Tables.Outbox),
+			IndexName:              aws.String(outbox.PendingIndex),
+			KeyConditionExpression: aws.String("#b = :b AND #o < :cutoff"),
+			ExpressionAttributeNames: map[string]string{
+				"#b": outbox.AttrPendingBucket, "#o": outbox.AttrOccurredAt,
+			},
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":b":      &types.AttributeValueMemberS{Value: bucket},
+				":cutoff": &types.AttributeValueMemberS{Value: cutoff},
+			},
+		})
+		for p.HasMorePages() && claimed < maxSweptPerRound {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				return claimed, fmt.Errorf("query %s: %w", outbox.PendingIndex, err)
+			}
+			for _, key := range page.Items {
+				id, _ := key[outbox.AttrEventID].(*types.AttributeValueMemberS)
+				if id == nil {
+					continue
+				}
+				if _, busy := r.swept.Load(id.Value); busy {
+					continue // already on its way through the pipeline
+				}
+				item, err := r.claim(ctx, id.Value)
+				if err != nil {
+					return claimed, err
+				}
+				if item == nil {
+					continue
+				}
+				rec := classifyItem(item, r.rules())
+				if rec.eventID == "" {
+					continue
+				}
+				r.swept.Store(rec.eventID, struct{}{})
+				select {
+				case out <- rec:
+					claimed++
+					r.n.swept.Add(1)
+				case <-ctx.Done():
+					r.swept.Delete(rec.eventID)
+					return claimed, ctx.Err()
+				}
+			}
+		}
+	}
+	return claimed, nil
+}
+
+// claim takes a PENDING event for ClaimDuration and returns it, or nil when
+// it is no longer PENDING or another relay's claim is still alive.
+func (r *Relay) claim(ctx context.Context, id string) (map[string]types.AttributeValue, error) {
+	now := time.Now()
+	out, err := r.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:           aws.String(r.cfg.Tables.Outbox),
+		Key:                 map[string]types.AttributeValue{outbox.AttrEventID: &types.AttributeValueMemberS{Value: id}},
+		UpdateExpression:    aws.String("SET #by = :me, #exp = :until"),
+		ConditionExpression: aws.String("#status = :pending AND (attribute_not_exists(#exp) OR #exp < :now)"),
+		ExpressionAttributeNames: map[string]string{
+			"#by": outbox.AttrClaimedBy, "#exp": outbox.AttrClaimExpiresAt, "#status": outbox.AttrStatus,
+		},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":me":      &types.AttributeValueMemberS{Value: r.cfg.Owner},
+			":until":   &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Add(r.cfg.ClaimDuration).UnixMilli(), 10)},
+			":now":     &types.AttributeValueMemberN{Value: strconv.FormatInt(now.UnixMilli(), 10)},
+			":pending": &types.AttributeValueMemberS{Value: string(outbox.StatusPending)},
+		},
+		ReturnValues: types.ReturnValueAllNew,
+	})
+	var ccf *types.ConditionalCheckFailedException
+	if errors.As(err, &ccf) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("claim %s: %w", id, err)
+	}
+	return out.Attributes, nil
+}
