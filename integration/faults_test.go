@@ -112,7 +112,7 @@ func TestSIGKILLThreeTimesLosesNothing(t *testing.T) {
 		cmd := exec.Command(relayBin, "-dynamodb-endpoint", ddbEndpoint,
 			"-outbox-table", e.tables.Outbox, "-state-table", e.tables.State, "-sink-url", e.sinkURL,
 			"-batch-size", fmt.Sprint(batch), "-batch-window", "100ms", "-poll-interval", "50ms",
-			"-owner", "sigkill-test", "-log-level", "warn")
+			"-owner", "sigkill-test", "-log-level", "warn", "-metrics-addr", "127.0.0.1:0")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start relay: %v", err)

@@ -31,7 +31,7 @@ func TestRelaySIGTERMRestartDeliversAllWithoutDuplicates(t *testing.T) {
 			"-dynamodb-endpoint", ddbEndpoint,
 			"-outbox-table", e.tables.Outbox, "-state-table", e.tables.State,
 			"-sink-url", e.sinkURL, "-batch-size", "50", "-batch-window", "100ms",
-			"-poll-interval", "50ms", "-shard-sync-interval", "1s", "-owner", "sigterm-test")
+			"-poll-interval", "50ms", "-shard-sync-interval", "1s", "-owner", "sigterm-test", "-metrics-addr", "127.0.0.1:0")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start relay: %v", err)

@@ -26,6 +26,8 @@
 //	                   occurred_at) that the relay's sweeper reads
 //	claimed_by      S  the relay whose sweeper is delivering the event
 //	claim_expires_at N epoch ms; another relay's sweeper may take it after
+//	redriven_at     S  RFC 3339 UTC, set by Redrive (FAILED -> PENDING)
+//	replayed_at     S  RFC 3339 UTC, set by Replay (DELIVERED -> PENDING)
 //
 // Commit writes status PENDING with the condition attribute_not_exists(event_id),
 // so an event is never overwritten; the relay moves it to DELIVERED (or

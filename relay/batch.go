@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"time"
 )
 
 // record is one stream record on its way through the relay. Records that
@@ -22,6 +23,8 @@ type record struct {
 	shardEnd bool
 	// attempts is how many POSTs carried the row, for the FAILED mark.
 	attempts int
+	// occurredAt is the event's time, for the end-to-end lag metric.
+	occurredAt time.Time
 }
 
 // envelopeSize is the fixed part of a body: "[" "]" or {"rows":[ ]}.

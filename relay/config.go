@@ -8,6 +8,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ddboutbox/ddboutbox/dynamo"
 )
 
@@ -34,6 +36,21 @@ const (
 type Config struct {
 	// SinkURL is the analytics endpoint batches are POSTed to. Required.
 	SinkURL string
+	// SinkProfile names the endpoint's limits (see LookupProfile):
+	// powerbi-streaming, powerbi-push or generic. It fills SinkFormat,
+	// BatchSize, BatchBytes, SinkRate and SinkMaxInFlight where those are
+	// zero; explicit values override it. Empty: no profile.
+	SinkProfile string
+	// SinkRate caps POSTs per second (golang.org/x/time/rate, burst 1).
+	// 0: the profile's rate, or no limit.
+	SinkRate float64
+	// SinkMaxInFlight caps POSTs awaiting an answer at once. 0: the
+	// profile's cap, or none.
+	SinkMaxInFlight int
+	// WebhookSecret, when set, signs every POST per the Standard Webhooks
+	// spec (webhook-id, webhook-timestamp, webhook-signature). It prints
+	// as REDACTED.
+	WebhookSecret Secret
 	// SinkFormat is FormatArray (default) or FormatRows.
 	SinkFormat Format
 	// BatchSize flushes a batch at this many rows. Default 500, max 10,000.
@@ -104,6 +121,8 @@ type Config struct {
 
 	// Logger receives the relay's logs. Default slog.Default().
 	Logger *slog.Logger
+	// Registerer, when set, exports the relay's Prometheus metrics.
+	Registerer prometheus.Registerer
 }
 
 // StartPosition says where a shard with no checkpoint is read from.
@@ -137,6 +156,9 @@ func (c Config) WithDefaults() Config {
 		if *d == 0 {
 			*d = v
 		}
+	}
+	if p, err := LookupProfile(c.SinkProfile); c.SinkProfile != "" && err == nil {
+		c = c.withProfile(p)
 	}
 	if c.SinkFormat == "" {
 		c.SinkFormat = FormatArray
@@ -182,12 +204,37 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// withProfile fills the zero batching and pacing fields from p.
+func (c Config) withProfile(p Profile) Config {
+	if c.SinkFormat == "" {
+		c.SinkFormat = p.Format
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = min(DefaultBatchSize, p.MaxRows)
+	}
+	if c.BatchBytes == 0 {
+		c.BatchBytes = p.MaxBytes
+	}
+	if c.SinkRate == 0 && !p.Unlimited() {
+		c.SinkRate = float64(p.RequestsPerSecond)
+	}
+	if c.SinkMaxInFlight == 0 {
+		c.SinkMaxInFlight = p.MaxInFlight
+	}
+	return c
+}
+
 // Validate reports the first invalid field, after defaults are applied.
 func (c Config) Validate() error {
-	c = c.WithDefaults()
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
 	}
+	if c.SinkProfile != "" {
+		if _, err := LookupProfile(c.SinkProfile); err != nil {
+			return err
+		}
+	}
+	c = c.WithDefaults()
 	if c.SinkURL == "" {
 		return bad("sink url is required")
 	}
@@ -223,6 +270,9 @@ func (c Config) Validate() error {
 	}
 	if c.StartPosition != StartTrimHorizon && c.StartPosition != StartLatest {
 		return bad("start position %q must be %q or %q", c.StartPosition, StartTrimHorizon, StartLatest)
+	}
+	if c.SinkRate < 0 || c.SinkMaxInFlight < 0 {
+		return bad("sink rate %g and max in flight %d must not be negative", c.SinkRate, c.SinkMaxInFlight)
 	}
 	if c.MarkConcurrency < 1 {
 		return bad("mark concurrency %d must be at least 1", c.MarkConcurrency)

@@ -101,10 +101,15 @@ func (r *Relay) send(ctx context.Context, recs []*record) error {
 			return err
 		}
 		r.n.requests.Add(1)
+		t0 := time.Now()
 		err := r.sink.Send(ctx, body, key)
+		r.m.requestSeconds.Observe(time.Since(t0).Seconds())
+		r.m.requests.WithLabelValues(statusLabel(err)).Inc()
 		if err == nil {
 			r.health.succeeded()
 			r.n.batches.Add(1)
+			r.m.batchRows.Observe(float64(len(recs)))
+			r.m.batchBytes.Observe(float64(len(body)))
 			r.log.Debug("batch delivered", "rows", len(recs), "bytes", len(body), "tries", try+1)
 			return nil
 		}
@@ -143,6 +148,7 @@ func (r *Relay) send(ctx context.Context, recs []*record) error {
 			r.health.pause(time.Now(), ra)
 		}
 		r.n.retries.Add(1)
+		r.m.retries.Inc()
 		if err := sleep(ctx, r.policy.delay(try, retryAfterOf(err))); err != nil {
 			return err
 		}

@@ -77,8 +77,10 @@ func (r *Relay) process(ctx context.Context, arn string, recs []record) error {
 				return err
 			}
 			r.n.failed.Add(1)
+			r.m.eventsFailed.Inc()
 		case rec.row != nil:
 			delivered = append(delivered, rec.eventID)
+			r.m.lagSeconds.Observe(time.Since(rec.occurredAt).Seconds())
 		}
 	}
 	if len(delivered) > 0 {
@@ -88,6 +90,8 @@ func (r *Relay) process(ctx context.Context, arn string, recs []record) error {
 		}
 		r.n.delivered.Add(int64(len(delivered) - dups))
 		r.n.duplicates.Add(int64(dups))
+		r.m.eventsDelivered.Add(float64(len(delivered) - dups))
+		r.m.eventsDuplicate.Add(float64(dups))
 	}
 	for _, rec := range recs {
 		if rec.shard == nil {

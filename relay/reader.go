@@ -59,6 +59,7 @@ func (r *Relay) readShard(ctx context.Context, arn string, w *shardWork, checkpo
 						return
 					}
 				}
+				r.observeIteratorAge(w.id, res.Records)
 				if res.NextShardIterator == nil {
 					select {
 					case out <- record{shard: w, shardEnd: true}:
@@ -109,6 +110,15 @@ func (r *Relay) readShard(ctx context.Context, arn string, w *shardWork, checkpo
 	}
 }
 
+// observeIteratorAge records how far behind the newest record read is.
+func (r *Relay) observeIteratorAge(shard string, recs []streamtypes.Record) {
+	age := 0.0
+	if n := len(recs); n > 0 && recs[n-1].Dynamodb != nil && recs[n-1].Dynamodb.ApproximateCreationDateTime != nil {
+		age = time.Since(*recs[n-1].Dynamodb.ApproximateCreationDateTime).Seconds()
+	}
+	r.m.iteratorAge.WithLabelValues(shard).Set(max(age, 0))
+}
+
 // iterator positions a shard iterator just after seq, or at TRIM_HORIZON.
 func (r *Relay) iterator(ctx context.Context, arn, shardID, seq string) (string, error) {
 	if seq == "" {
@@ -141,8 +151,10 @@ func (r *Relay) toRecord(rec streamtypes.Record) record {
 	out := classifyRecord(rec, r.rules())
 	if out.eventID == "" {
 		r.n.skipped.Add(1)
+		r.m.recordsSkipped.Inc()
 	} else {
 		r.n.read.Add(1)
+		r.m.eventsRead.Inc()
 	}
 	return out
 }
@@ -197,7 +209,7 @@ func classifyItem(img map[string]ddbtypes.AttributeValue, rules rowRules) record
 	if status != outbox.StatusPending {
 		return out
 	}
-	out.eventID = e.ID
+	out.eventID, out.occurredAt = e.ID, e.OccurredAt
 	if rules.maxAge > 0 && rules.now.Sub(e.OccurredAt) > rules.maxAge {
 		out.fail = fmt.Errorf("%w: occurred %s ago, max-record-age is %s", ErrRecordTooOld, rules.now.Sub(e.OccurredAt).Round(time.Second), rules.maxAge)
 		return out

@@ -18,6 +18,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+	"golang.org/x/time/rate"
 
 	"github.com/ddboutbox/ddboutbox/dynamo"
 )
@@ -81,6 +82,7 @@ type Relay struct {
 	marker  *marker
 	policy  backoff
 	n       counters
+	m       *metrics
 	health  health
 	// started is set once the stream is found.
 	started atomic.Bool
@@ -103,9 +105,27 @@ func New(cfg Config, db DB, streams StreamsAPI, sink Sink) (*Relay, error) {
 	}
 	cfg = cfg.WithDefaults()
 	if sink == nil {
-		sink = &HTTPSink{URL: cfg.SinkURL, Timeout: cfg.RequestTimeout, Client: &http.Client{}}
+		hs := &HTTPSink{URL: cfg.SinkURL, Timeout: cfg.RequestTimeout, Client: &http.Client{}}
+		if len(cfg.WebhookSecret) > 0 {
+			hs.Signer = &Signer{Secret: cfg.WebhookSecret}
+		}
+		sink = hs
+	}
+	// One limiter for every POST, retries and split halves included: the
+	// vendor counts requests per dataset.
+	var lim *rate.Limiter
+	if cfg.SinkRate > 0 {
+		lim = rate.NewLimiter(rate.Limit(cfg.SinkRate), 1)
+	}
+	if lim != nil || cfg.SinkMaxInFlight > 0 {
+		sink = LimitSink(sink, lim, cfg.SinkMaxInFlight)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	r := &Relay{
+		m:       m,
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "relay"),
 		db:      db,
@@ -158,7 +178,8 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	r.started.Store(true)
 	log := r.log.With("stream", arn)
-	log.Info("relay started", "owner", r.cfg.Owner, "sink", redactURL(r.cfg.SinkURL),
+	log.Info("relay started", "owner", r.cfg.Owner, "sink", redactURL(r.cfg.SinkURL), "profile", r.cfg.SinkProfile,
+		"sink_format", r.cfg.SinkFormat, "sink_rate", r.cfg.SinkRate, "signed", len(r.cfg.WebhookSecret) > 0,
 		"batch_size", r.cfg.BatchSize, "batch_bytes", r.cfg.BatchBytes, "batch_window", r.cfg.BatchWindow)
 
 	// The pipeline outlives ctx so that the batch in hand is delivered on
@@ -223,7 +244,7 @@ loop:
 	log.Info("relay stopped", "read", st.Read, "delivered", st.Delivered, "duplicates", st.Duplicates,
 		"failed", st.Failed, "batches", st.Batches)
 	if pipeErr != nil {
-		return fmt.Errorf("relay: %w", pipeErr)
+		return pipeErr
 	}
 	return nil
 }

@@ -45,6 +45,10 @@ type HTTPSink struct {
 	Client *http.Client
 	// Timeout bounds one request, body included.
 	Timeout time.Duration
+	// Signer, when set, signs each request (Standard Webhooks). The
+	// webhook-id is the batch's idempotency key, the same on every retry;
+	// the timestamp is fresh per attempt, as the spec asks.
+	Signer *Signer
 }
 
 var _ Sink = (*HTTPSink)(nil)
@@ -72,6 +76,9 @@ func (s *HTTPSink) Send(ctx context.Context, body []byte, idempotencyKey string)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", idempotencyKey)
+	if s.Signer != nil {
+		s.Signer.SignRequest(req, idempotencyKey, body, time.Now())
+	}
 	client := s.Client
 	if client == nil {
 		client = http.DefaultClient

@@ -41,6 +41,11 @@ func (r *Relay) sweepLoop(ctx context.Context, out chan<- record) {
 		if err != nil && ctx.Err() == nil {
 			r.log.Warn("sweep failed", "err", err)
 		}
+		if age, err := r.oldestPendingAge(ctx); err == nil {
+			r.m.oldestPending.Set(age.Seconds())
+		} else if ctx.Err() == nil {
+			r.log.Warn("measuring the oldest pending event failed", "err", err)
+		}
 		if n > 0 {
 			r.log.Info("sweeper found pending events the stream path missed", "events", n)
 		}
@@ -94,6 +99,7 @@ func (r *Relay) sweep(ctx context.Context, out chan<- record) (int, error) {
 				case out <- rec:
 					claimed++
 					r.n.swept.Add(1)
+					r.m.sweeperFound.Inc()
 				case <-ctx.Done():
 					r.swept.Delete(rec.eventID)
 					return claimed, ctx.Err()
@@ -102,6 +108,39 @@ func (r *Relay) sweep(ctx context.Context, out chan<- record) (int, error) {
 		}
 	}
 	return claimed, nil
+}
+
+// oldestPendingAge reads the first entry of each pending-index partition:
+// the index is sorted by occurred_at, so that is one item per partition.
+func (r *Relay) oldestPendingAge(ctx context.Context) (time.Duration, error) {
+	var oldest string
+	for _, bucket := range outbox.AllPendingBuckets() {
+		out, err := r.db.Query(ctx, &dynamodb.QueryInput{
+			TableName:                 aws.String(r.cfg.Tables.Outbox),
+			IndexName:                 aws.String(outbox.PendingIndex),
+			KeyConditionExpression:    aws.String("#b = :b"),
+			ExpressionAttributeNames:  map[string]string{"#b": outbox.AttrPendingBucket},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":b": &types.AttributeValueMemberS{Value: bucket}},
+			Limit:                     aws.Int32(1),
+		})
+		if err != nil {
+			return 0, fmt.Errorf("query %s: %w", outbox.PendingIndex, err)
+		}
+		if len(out.Items) == 0 {
+			continue
+		}
+		if at, ok := out.Items[0][outbox.AttrOccurredAt].(*types.AttributeValueMemberS); ok && (oldest == "" || at.Value < oldest) {
+			oldest = at.Value
+		}
+	}
+	if oldest == "" {
+		return 0, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, oldest)
+	if err != nil {
+		return 0, fmt.Errorf("parse occurred_at %q: %w", oldest, err)
+	}
+	return time.Since(t), nil
 }
 
 // claim takes a PENDING event for ClaimDuration and returns it, or nil when

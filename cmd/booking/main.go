@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"flag"
+	"net/http"
 	"os"
 	"time"
 
@@ -35,7 +36,14 @@ func main() {
 			return err
 		}
 		svc := &bookings.Service{DB: clients.DB, BookingsTable: tables.Bookings, OutboxTable: tables.Outbox, Logger: log}
+		reg := cli.NewRegistry()
+		mux := http.NewServeMux()
+		cli.Ops(mux, reg, func(ctx context.Context) error {
+			_, err := dynamo.StreamARN(ctx, clients.DB, tables.WithDefaults().Outbox)
+			return err
+		})
+		mux.Handle("/", cli.Instrument(reg, "ddboutbox_booking", svc.Handler()))
 		// In-flight commits land either way; the grace lets them answer.
-		return cli.Serve(ctx, *addr, svc.Handler(), log, 10*time.Second)
+		return cli.Serve(ctx, *addr, mux, log, 10*time.Second)
 	})
 }

@@ -67,6 +67,8 @@ func TestRelayCheck(t *testing.T) {
 		{"over the maximum", []string{"-sink-url", "http://x", "-batch-size", "10001"}, "batch size"},
 		{"missing url", nil, "sink url"},
 		{"bad format", []string{"-sink-url", "http://x", "-sink-format", "xml"}, "sink format"},
+		{"unknown profile", []string{"-sink-url", "http://x", "-sink-profile", "excel"}, "profile"},
+		{"secret file missing", []string{"-sink-url", "http://x", "-webhook-secret-file", "/nonexistent/secret"}, "secret"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,6 +90,61 @@ func TestRelayCheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestProfileFillsWhatWasNotGiven(t *testing.T) {
+	tests := []struct {
+		name       string
+		args       []string
+		wantSize   int
+		wantBytes  int
+		wantFormat relay.Format
+		wantRate   float64
+	}{
+		{"streaming profile", []string{"-sink-profile", "powerbi-streaming"}, 500, 15000, relay.FormatArray, 5},
+		{"push profile", []string{"-sink-profile", "powerbi-push"}, 500, 16000000, relay.FormatRows, 2},
+		{"explicit flags override", []string{"-sink-profile", "powerbi-push", "-batch-size", "50", "-batch-bytes", "9999", "-sink-format", "array", "-sink-rate", "1"}, 50, 9999, relay.FormatArray, 1},
+		{"no profile keeps the flag defaults", nil, 500, 1 << 20, relay.FormatArray, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var cfg relay.Config
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			check := Relay(fs, &cfg)
+			if err := Parse(fs, append([]string{"-sink-url", "http://x"}, tt.args...)); err != nil {
+				t.Fatal(err)
+			}
+			if err := check(); err != nil {
+				t.Fatal(err)
+			}
+			got := cfg.WithDefaults()
+			if got.BatchSize != tt.wantSize || got.BatchBytes != tt.wantBytes || got.SinkFormat != tt.wantFormat || got.SinkRate != tt.wantRate {
+				t.Fatalf("size %d bytes %d format %s rate %g", got.BatchSize, got.BatchBytes, got.SinkFormat, got.SinkRate)
+			}
+		})
+	}
+}
+
+func TestWebhookSecretComesFromEnvNotFlags(t *testing.T) {
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	t.Setenv("WEBHOOK_SECRET", secret)
+	var cfg relay.Config
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	check := Relay(fs, &cfg)
+	if err := Parse(fs, []string{"-sink-url", "http://x"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := check(); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.WebhookSecret) == 0 {
+		t.Fatal("WEBHOOK_SECRET was not loaded")
+	}
+	fs.VisitAll(func(f *flag.Flag) {
+		if strings.Contains(f.Value.String(), "MfKQ9r8") {
+			t.Fatalf("flag -%s holds the secret", f.Name)
+		}
+	})
 }
 
 func TestExitCode(t *testing.T) {

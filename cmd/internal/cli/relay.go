@@ -3,6 +3,7 @@ package cli
 import (
 	"flag"
 	"fmt"
+	"strings"
 
 	"github.com/ddboutbox/ddboutbox/relay"
 )
@@ -13,6 +14,10 @@ import (
 // silently turn -batch-size 0 into 500.
 func Relay(fs *flag.FlagSet, c *relay.Config) (check func() error) {
 	fs.StringVar(&c.SinkURL, "sink-url", "", "analytics endpoint batches are POSTed to (required); its query string and credentials are never logged")
+	fs.StringVar(&c.SinkProfile, "sink-profile", "", "endpoint limits: "+strings.Join(relay.ProfileNames(), ", ")+"; sets format, batch caps and request rate unless given explicitly")
+	fs.Float64Var(&c.SinkRate, "sink-rate", 0, "most POSTs per second (0 = the profile's, or unlimited)")
+	fs.IntVar(&c.SinkMaxInFlight, "sink-max-in-flight", 0, "most POSTs awaiting an answer (0 = the profile's, or unlimited)")
+	secretFile := fs.String("webhook-secret-file", "", "file holding the Standard Webhooks signing secret (whsec_...); or set WEBHOOK_SECRET. Never pass the secret itself as a flag")
 	fs.TextVar(&c.SinkFormat, "sink-format", relay.FormatArray, `body format: "array" (JSON array of rows, Power BI streaming) or "rows" ({"rows":[...]}, Power BI push)`)
 	fs.IntVar(&c.BatchSize, "batch-size", relay.DefaultBatchSize, "flush a batch at this many rows (1 to 10000)")
 	fs.IntVar(&c.BatchBytes, "batch-bytes", relay.DefaultBatchBytes, "hard cap on a POST body in bytes; a single larger row is marked FAILED")
@@ -35,9 +40,29 @@ func Relay(fs *flag.FlagSet, c *relay.Config) (check func() error) {
 	fs.DurationVar(&c.LeaseDuration, "lease-duration", 0, "shard lease lifetime without renewal (0 = 30s)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 0, "bound on the final flush after SIGTERM (0 = 30s)")
 	return func() error {
+		given := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 		if c.BatchSize == 0 || c.BatchBytes == 0 || c.BatchWindow == 0 {
 			return Usage(fmt.Errorf("-batch-size, -batch-bytes and -batch-window must be positive"))
 		}
+		// A profile fills what was not given; the flag defaults must not
+		// hide it (-batch-bytes 1 MiB would override powerbi-streaming's 15 KB).
+		if c.SinkProfile != "" {
+			if !given["batch-size"] {
+				c.BatchSize = 0
+			}
+			if !given["batch-bytes"] {
+				c.BatchBytes = 0
+			}
+			if !given["sink-format"] {
+				c.SinkFormat = ""
+			}
+		}
+		secret, err := relay.LoadSecret(*secretFile, "WEBHOOK_SECRET")
+		if err != nil {
+			return Usage(err)
+		}
+		c.WebhookSecret = secret
 		return Usage(c.Validate())
 	}
 }
