@@ -60,7 +60,7 @@ if ! command -v "$COMPOSE" >/dev/null || [[ ! -x /usr/lib/cni/dnsname ]]; then
   apt-get install -y -qq --no-install-recommends "$pkg" golang-github-containernetworking-plugin-dnsname >/dev/null
 fi
 compose() { "$COMPOSE" -p "$PROJECT" -f docker-compose.yml "$@"; }
-log "$("$COMPOSE" version 2>/dev/null | grep -iE 'version' | tail -1) / $(podman --version)"
+log "$("$COMPOSE" version 2>/dev/null | grep -iE 'compose(r)? version' | tail -1) / $(podman --version)"
 
 # --- images -------------------------------------------------------------------
 log "building static binaries into bin/ (CGO_ENABLED=0)"
@@ -159,7 +159,7 @@ log "its row was delivered, and rows keep arriving"
 
 # --- report -----------------------------------------------------------------------
 echo "--- containers"
-podman ps -a --filter "label=com.docker.compose.project=$PROJECT" --format '{{.Names}}\t{{.Status}}'
+podman ps -a --filter "label=com.docker.compose.project=$PROJECT" --format '{{.Names}}\t{{.Status}}\trestarts={{.Restarts}}'
 echo "--- GET /stats (analytics-sink)"
 get "$SINK_PORT/stats"; echo
 # The relay's metrics endpoint is informational: not part of the pass check.

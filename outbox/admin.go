@@ -55,8 +55,9 @@ type Record struct {
 	Event `json:"-"` // written by MarshalJSON under snake_case names
 
 	Status Status `json:"status"`
-	// Attempts counts failed delivery attempts (the relay adds one each
-	// time it marks the event FAILED); a redrive keeps it.
+	// Attempts is how many POSTs carried the event before the relay
+	// marked it FAILED (0 when it could not be sent at all); a redrive
+	// keeps it.
 	Attempts int `json:"attempts"`
 	// LastError is why the latest attempt failed; a redrive keeps it.
 	LastError   string    `json:"last_error,omitempty"`
@@ -203,21 +204,16 @@ func (e *expr) keysOnly() *string {
 	}, ", "))
 }
 
-// stored is the shape an operator reads; a superset of what Item writes.
+// stored is the shape an operator reads: what Item writes, plus what the
+// relay and the admin functions add.
 type stored struct {
-	EventID       string    `dynamodbav:"event_id"`
-	EventType     string    `dynamodbav:"event_type"`
-	AggregateType string    `dynamodbav:"aggregate_type"`
-	AggregateID   string    `dynamodbav:"aggregate_id"`
-	OccurredAt    time.Time `dynamodbav:"occurred_at"`
-	Payload       string    `dynamodbav:"payload"`
-	Status        Status    `dynamodbav:"status"`
-	Attempts      int       `dynamodbav:"attempts"`
-	LastError     string    `dynamodbav:"last_error"`
-	FailedAt      time.Time `dynamodbav:"failed_at"`
-	DeliveredAt   time.Time `dynamodbav:"delivered_at"`
-	RedrivenAt    time.Time `dynamodbav:"redriven_at"`
-	ReplayedAt    time.Time `dynamodbav:"replayed_at"`
+	item
+	Attempts    int       `dynamodbav:"attempts"`
+	LastError   string    `dynamodbav:"last_error"`
+	FailedAt    time.Time `dynamodbav:"failed_at"`
+	DeliveredAt time.Time `dynamodbav:"delivered_at"`
+	RedrivenAt  time.Time `dynamodbav:"redriven_at"`
+	ReplayedAt  time.Time `dynamodbav:"replayed_at"`
 }
 
 func decodeRecord(av map[string]types.AttributeValue) (Record, error) {

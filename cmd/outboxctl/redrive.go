@@ -29,21 +29,28 @@ func setupRedrive(fs *flag.FlagSet, a *app) func(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		db, err := a.client(ctx)
+		return requeue(ctx, a, f, *dryRun, "redriven", outbox.Redrive)
+	}
+}
+
+// requeue moves the selected events back to PENDING with move (Redrive or
+// Replay), or with dryRun only lists them.
+func requeue(ctx context.Context, a *app, f outbox.Filter, dryRun bool, verb string,
+	move func(context.Context, outbox.RequeueAPI, string, outbox.Filter) (int, error)) error {
+	db, err := a.client(ctx)
+	if err != nil {
+		return err
+	}
+	if dryRun {
+		recs, err := outbox.List(ctx, db, a.tables.Outbox, f)
 		if err != nil {
 			return err
 		}
-		if *dryRun {
-			recs, err := outbox.List(ctx, db, a.tables.Outbox, f)
-			if err != nil {
-				return err
-			}
-			return writeRecords(a.out, a.format, recs)
-		}
-		n, err := outbox.Redrive(ctx, db, a.tables.Outbox, f)
-		if err != nil {
-			return partial(err, n)
-		}
-		return writeMoved(a.out, a.format, "redriven", n)
+		return writeRecords(a.out, a.format, recs)
 	}
+	n, err := move(ctx, db, a.tables.Outbox, f)
+	if err != nil {
+		return partial(err, n)
+	}
+	return writeMoved(a.out, a.format, verb, n)
 }

@@ -23,21 +23,6 @@ func setupReplay(fs *flag.FlagSet, a *app) func(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		db, err := a.client(ctx)
-		if err != nil {
-			return err
-		}
-		if *dryRun {
-			recs, err := outbox.List(ctx, db, a.tables.Outbox, f)
-			if err != nil {
-				return err
-			}
-			return writeRecords(a.out, a.format, recs)
-		}
-		n, err := outbox.Replay(ctx, db, a.tables.Outbox, f)
-		if err != nil {
-			return partial(err, n)
-		}
-		return writeMoved(a.out, a.format, "replayed", n)
+		return requeue(ctx, a, f, *dryRun, "replayed", outbox.Replay)
 	}
 }
