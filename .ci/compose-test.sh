@@ -5,13 +5,21 @@
 #   .ci/compose-test.sh                        # podman-compose (Debian 1.0.3)
 #   COMPOSE=docker-compose .ci/compose-test.sh # docker-compose (Debian 1.29.2)
 #                                              # against podman's Docker API
+#   BUILD=go .ci/compose-test.sh               # compile in a Go image instead
 #
-# For machines without a registry: the app image is built with the
-# Dockerfile's `prebuilt` target (static binaries built here on the host)
-# onto a local distroless-like base imported from a tarball (no libc, no
-# shell, uid 65532 like distroless/static:nonroot); DynamoDB Local and the
-# load generator run from the offline image of .ci/provision.sh, which has
-# java and bash. GO_IMAGE keeps its default: the prebuilt target never pulls it.
+# For machines without a registry, every base image is a local one:
+#   RUNTIME_IMAGE  a distroless-like base imported from a tarball (no libc,
+#                  no shell; passwd, the host's CA bundle, uid 65532 like
+#                  distroless/static:nonroot)
+#   BUILD=prebuilt (default) the Dockerfile's `prebuilt` target: static
+#                  binaries built here on the host; GO_IMAGE keeps its
+#                  default, which that target never pulls
+#   BUILD=go       the default `runtime` target, with GO_IMAGE a stand-in for
+#                  golang:1.26-bookworm: the offline Debian image plus this
+#                  host's Go toolchain and CA bundle (modules come from the
+#                  Go proxy during the build)
+#   DynamoDB Local and the load generator run from the offline image of
+#   .ci/provision.sh, which has java and bash.
 #
 # Steps: provision podman; install podman-compose or docker-compose and the
 # CNI dnsname plugin (service names must resolve); build; `up -d`; wait for
@@ -22,7 +30,8 @@
 #
 # Host ports are bound to 127.0.0.1 only. Everything is created under the
 # compose project $PROJECT and removed by `down -v`; the two images built
-# here ($APP_IMAGE and $BASE_IMAGE) are kept for the next run.
+# here ($APP_IMAGE, $BASE_IMAGE and with BUILD=go $GO_IMAGE) are kept for
+# the next run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,9 +39,10 @@ COMPOSE=${COMPOSE:-podman-compose}
 PROJECT=${PROJECT:-ddboutbox-compose-test}
 TIMEOUT=${TIMEOUT:-180}
 MIN_ROWS=${MIN_ROWS:-100}
+BUILD=${BUILD:-prebuilt}
 BASE_IMAGE=${BASE_IMAGE:-localhost/ddboutbox-static-base:test}
 export APP_IMAGE=${APP_IMAGE:-localhost/ddboutbox:compose-test}
-export APP_BUILD_TARGET=prebuilt RUNTIME_IMAGE=$BASE_IMAGE
+export RUNTIME_IMAGE=$BASE_IMAGE
 export DYNAMODB_PORT=${DYNAMODB_PORT:-18000} BOOKING_PORT=${BOOKING_PORT:-18080}
 export SINK_PORT=${SINK_PORT:-19000} METRICS_PORT=${METRICS_PORT:-19090}
 
@@ -63,9 +73,29 @@ compose() { "$COMPOSE" -p "$PROJECT" -f docker-compose.yml "$@"; }
 log "$("$COMPOSE" version 2>/dev/null | grep -iE 'compose(r)? version' | tail -1) / $(podman --version)"
 
 # --- images -------------------------------------------------------------------
-log "building static binaries into bin/ (CGO_ENABLED=0)"
-CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/ \
-  ./cmd/relay ./cmd/booking ./cmd/analytics-sink ./cmd/outboxctl
+case $BUILD in
+  prebuilt)
+    export APP_BUILD_TARGET=prebuilt
+    log "building static binaries into bin/ (CGO_ENABLED=0)"
+    CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/ \
+      ./cmd/relay ./cmd/booking ./cmd/analytics-sink ./cmd/outboxctl ;;
+  go)
+    export APP_BUILD_TARGET=runtime
+    goroot=$(go env GOROOT) gover=$(go env GOVERSION)
+    export GO_IMAGE=localhost/ddboutbox-go:${gover#go}
+    if ! podman image exists "$GO_IMAGE"; then
+      log "building $GO_IMAGE: $DYNAMODB_LOCAL_IMAGE + $goroot + CA bundle"
+      ctx=$(mktemp -d)
+      cp -a "$goroot" "$ctx/go" && cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
+      printf '%s\n' "FROM $DYNAMODB_LOCAL_IMAGE" 'COPY go /usr/local/go' \
+        'COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt' \
+        'ENV PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin GOTOOLCHAIN=local' \
+        'WORKDIR /' 'ENTRYPOINT []' >"$ctx/Containerfile"
+      podman build -q -t "$GO_IMAGE" "$ctx" >/dev/null
+      rm -rf "$ctx"
+    fi ;;
+  *) die "BUILD must be prebuilt or go" ;;
+esac
 
 if ! podman image exists "$BASE_IMAGE"; then
   log "importing $BASE_IMAGE (distroless-like: passwd, CA bundle, /tmp; no libc, no shell)"
@@ -109,7 +139,7 @@ if [[ ! -d /run/systemd/system ]]; then
   hc_pid=$!
 fi
 
-log "$COMPOSE up -d --build (APP_BUILD_TARGET=prebuilt RUNTIME_IMAGE=$RUNTIME_IMAGE DYNAMODB_LOCAL_IMAGE=$DYNAMODB_LOCAL_IMAGE)"
+log "$COMPOSE up -d --build (APP_BUILD_TARGET=$APP_BUILD_TARGET${GO_IMAGE:+ GO_IMAGE=$GO_IMAGE} RUNTIME_IMAGE=$RUNTIME_IMAGE DYNAMODB_LOCAL_IMAGE=$DYNAMODB_LOCAL_IMAGE)"
 t_up=$SECONDS
 compose up -d --build >"${TMPDIR:-/tmp}/$PROJECT-up.log" 2>&1 ||
   { cat "${TMPDIR:-/tmp}/$PROJECT-up.log" >&2; die "$COMPOSE up failed"; }
@@ -159,7 +189,8 @@ log "its row was delivered, and rows keep arriving"
 
 # --- report -----------------------------------------------------------------------
 echo "--- containers"
-podman ps -a --filter "label=com.docker.compose.project=$PROJECT" --format '{{.Names}}\t{{.Status}}\trestarts={{.Restarts}}'
+podman ps -a -q --filter "label=com.docker.compose.project=$PROJECT" | xargs podman inspect \
+  --format '{{.Name}}  {{.State.Status}} exit={{.State.ExitCode}} restarts={{.RestartCount}} {{.State.Health.Status}}'
 echo "--- GET /stats (analytics-sink)"
 get "$SINK_PORT/stats"; echo
 # The relay's metrics endpoint is informational: not part of the pass check.

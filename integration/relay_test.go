@@ -112,8 +112,8 @@ func TestBatchCapsAndLinger(t *testing.T) {
 	// The relay is idle now: a lone event waits for the window, not for
 	// a full batch.
 	before := len(e.sink.Requests())
-	committed := time.Now()
 	lone := e.commitEvents(1, 1)
+	committed := time.Now() // when the caller saw the commit land
 	e.waitDelivered(lone, 10*time.Second)
 	reqs = e.sink.Requests()
 	var got time.Time

@@ -88,8 +88,13 @@ func (r *Relay) readShard(ctx context.Context, arn string, w *shardWork, checkpo
 		case errors.As(err, &trimmed):
 			// The records after the checkpoint are older than the stream's
 			// 24 hours; what is left starts at TRIM_HORIZON.
-			if !trimmedLogged {
-				log.Warn("stream records past the checkpoint were trimmed; continuing from TRIM_HORIZON", "checkpoint", last)
+			// Without a position nothing was skipped (DynamoDB Local answers
+			// so on a fresh stream); past a checkpoint, records were lost to
+			// the stream's retention and only the sweeper can find them.
+			if last == "" {
+				log.Debug("trimmed data at the start of the shard; continuing from TRIM_HORIZON")
+			} else if !trimmedLogged {
+				log.Warn("stream records past the checkpoint were trimmed; continuing from TRIM_HORIZON (the sweeper delivers what was missed)", "checkpoint", last)
 				trimmedLogged = true
 			}
 			last, latest = "", false

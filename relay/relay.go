@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	"golang.org/x/time/rate"
 
@@ -172,8 +173,11 @@ type shardWork struct {
 // nil. It returns an error if the stream cannot be found or the final flush
 // does not complete within ShutdownTimeout.
 func (r *Relay) Run(ctx context.Context) error {
-	arn, err := dynamo.StreamARN(ctx, r.db, r.cfg.Tables.Outbox)
+	arn, err := r.streamARN(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before the stream was found: nothing in hand
+		}
 		return err
 	}
 	r.started.Store(true)
@@ -190,10 +194,14 @@ func (r *Relay) Run(ctx context.Context) error {
 	pipeDone := make(chan error, 1)
 	go func() { pipeDone <- r.pipeline(pipeCtx, arn, records) }()
 
+	// Everything that feeds the pipeline stops with readCtx, so that
+	// records can be closed once they are gone.
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
 	var readers sync.WaitGroup
 	running := map[string]*shardWork{}
 	syncShards := func() {
-		if err := r.syncShards(ctx, arn, running, records, &readers); err != nil && ctx.Err() == nil {
+		if err := r.syncShards(readCtx, arn, running, records, &readers); err != nil && readCtx.Err() == nil {
 			log.Warn("shard sync failed", "err", err)
 		}
 	}
@@ -201,7 +209,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	readers.Add(1)
 	go func() {
 		defer readers.Done()
-		r.sweepLoop(ctx, records)
+		r.sweepLoop(readCtx, records)
 	}()
 	syncTick := time.NewTicker(r.cfg.ShardSyncInterval)
 	defer syncTick.Stop()
@@ -226,9 +234,7 @@ loop:
 	}
 
 	log.Info("relay stopping: flushing the batch in hand")
-	for _, w := range running {
-		w.cancel()
-	}
+	stopReading()
 	readers.Wait()
 	close(records)
 	if pipeErr == nil {
@@ -247,6 +253,24 @@ loop:
 		return pipeErr
 	}
 	return nil
+}
+
+// streamARN finds the outbox table's stream, waiting out transient errors
+// (DynamoDB starting, a network blip) so that a relay started alongside its
+// database comes up by itself. A missing table or stream is a
+// configuration error and returned at once.
+func (r *Relay) streamARN(ctx context.Context) (string, error) {
+	for attempt := 0; ; attempt++ {
+		arn, err := dynamo.StreamARN(ctx, r.db, r.cfg.Tables.Outbox)
+		var missing *ddbtypes.ResourceNotFoundException
+		if err == nil || errors.Is(err, dynamo.ErrNoStream) || errors.As(err, &missing) || ctx.Err() != nil {
+			return arn, err
+		}
+		r.log.Warn("finding the outbox stream failed, retrying", "err", err)
+		if err := sleep(ctx, r.policy.delay(attempt, 0)); err != nil {
+			return "", err
+		}
+	}
 }
 
 // syncShards starts a reader for every shard that is ready: not finished,

@@ -1,0 +1,338 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/google/uuid"
+
+	"github.com/ddboutbox/ddboutbox/dynamo"
+	"github.com/ddboutbox/ddboutbox/outbox"
+	"github.com/ddboutbox/ddboutbox/relay"
+)
+
+// The modes, in their default order.
+const (
+	ModePutOnly       = "put-only"
+	ModeTxnFloor      = "txn-floor"
+	ModeSyncDualWrite = "sync-dual-write"
+	ModeMemoryQueue   = "memory-queue"
+	ModeOutbox        = "outbox"
+)
+
+// AllModes lists every mode in its default order.
+var AllModes = []string{ModePutOnly, ModeTxnFloor, ModeSyncDualWrite, ModeMemoryQueue, ModeOutbox}
+
+// hasAnalytics says whether a mode delivers events to the endpoint.
+func hasAnalytics(mode string) bool {
+	return mode == ModeSyncDualWrite || mode == ModeMemoryQueue || mode == ModeOutbox
+}
+
+// memoryQueueFlush is how often the memory-queue worker POSTs its queue.
+const memoryQueueFlush = 2 * time.Second
+
+// maxRowsPerPost is the endpoint's rows-per-request cap (Power BI's).
+const maxRowsPerPost = 10_000
+
+// booking is the stored booking, the same shape as cmd/booking's.
+type booking struct {
+	BookingID string `dynamodbav:"booking_id"`
+	UserID    string `dynamodbav:"user_id"`
+	SessionID string `dynamodbav:"session_id"`
+	Status    string `dynamodbav:"status"`
+	CreatedAt string `dynamodbav:"created_at"`
+}
+
+// reservedPayload is the BookingReserved payload, as cmd/booking sends it.
+type reservedPayload struct {
+	BookingID string `json:"booking_id"`
+	UserID    string `json:"user_id"`
+	SessionID string `json:"session_id"`
+	Status    string `json:"status"`
+}
+
+// commit is the outcome of one booking.
+type commit struct {
+	// eventID is set when the booking committed and has an event to
+	// deliver; committedAt is when the write was acknowledged.
+	eventID     string
+	committedAt time.Time
+	// analyticsErr is a failure to hand the event on after the booking
+	// committed (sync-dual-write's POST).
+	analyticsErr error
+}
+
+// bookingOp makes booking number i the way a mode's handler would.
+type bookingOp func(ctx context.Context, i int) (commit, error)
+
+// newBooking is booking i and its BookingReserved event (one clock for
+// both, as cmd/booking does).
+func newBooking(i int, withEvent bool) (booking, outbox.Event, error) {
+	now := time.Now().UTC()
+	b := booking{
+		BookingID: uuid.Must(uuid.NewV7()).String(),
+		UserID:    "u-" + strconv.Itoa(i%1000),
+		SessionID: "s-" + strconv.Itoa(i%50),
+		Status:    "RESERVED",
+		CreatedAt: now.Format(time.RFC3339Nano),
+	}
+	if !withEvent {
+		return b, outbox.Event{}, nil
+	}
+	ev, err := outbox.NewEvent("BookingReserved", "Booking", b.BookingID, reservedPayload{
+		BookingID: b.BookingID, UserID: b.UserID, SessionID: b.SessionID, Status: b.Status,
+	})
+	if err != nil {
+		return b, ev, err
+	}
+	ev.OccurredAt = now
+	return b, ev, nil
+}
+
+// bookingPut is the conditional Put of b, as cmd/booking builds it.
+func bookingPut(table string, b booking) (*types.Put, error) {
+	item, err := attributevalue.MarshalMap(b)
+	if err != nil {
+		return nil, fmt.Errorf("encode booking: %w", err)
+	}
+	return &types.Put{
+		TableName:                aws.String(table),
+		Item:                     item,
+		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
+		ExpressionAttributeNames: map[string]string{"#pk": dynamo.BookingsKey},
+	}, nil
+}
+
+func putItem(ctx context.Context, db *countingDB, p *types.Put) error {
+	_, err := db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: p.TableName, Item: p.Item,
+		ConditionExpression: p.ConditionExpression, ExpressionAttributeNames: p.ExpressionAttributeNames,
+	})
+	return err
+}
+
+// putOnlyOp: the booking PutItem alone.
+func putOnlyOp(db *countingDB, bookings string) bookingOp {
+	return func(ctx context.Context, i int) (commit, error) {
+		b, _, err := newBooking(i, false)
+		if err != nil {
+			return commit{}, err
+		}
+		p, err := bookingPut(bookings, b)
+		if err != nil {
+			return commit{}, err
+		}
+		return commit{}, putItem(ctx, db, p)
+	}
+}
+
+// txnFloorOp: booking + outbox-shaped item in one raw TransactWriteItems,
+// straight from the SDK, into an outbox-shaped table no relay reads. The
+// item and its condition are exactly what outbox.Writer sends; what is
+// skipped is the Writer's validation and error classification.
+func txnFloorOp(db *countingDB, bookings, floorOutbox string) bookingOp {
+	return func(ctx context.Context, i int) (commit, error) {
+		b, ev, err := newBooking(i, true)
+		if err != nil {
+			return commit{}, err
+		}
+		p, err := bookingPut(bookings, b)
+		if err != nil {
+			return commit{}, err
+		}
+		item, err := outbox.Item(ev)
+		if err != nil {
+			return commit{}, err
+		}
+		_, err = db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+			{Put: p},
+			{Put: &types.Put{
+				TableName:                           aws.String(floorOutbox),
+				Item:                                item,
+				ConditionExpression:                 aws.String("attribute_not_exists(#id)"),
+				ExpressionAttributeNames:            map[string]string{"#id": outbox.AttrEventID},
+				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+			}},
+		}})
+		return commit{}, err
+	}
+}
+
+// syncDualWriteOp: PutItem, then POST the one row to the endpoint inside
+// the request. A failed POST leaves a committed booking without its event.
+func syncDualWriteOp(db *countingDB, bookings string, hc *http.Client, sinkURL string) bookingOp {
+	return func(ctx context.Context, i int) (commit, error) {
+		b, ev, err := newBooking(i, true)
+		if err != nil {
+			return commit{}, err
+		}
+		row, err := relay.EncodeRow(ev)
+		if err != nil {
+			return commit{}, err
+		}
+		p, err := bookingPut(bookings, b)
+		if err != nil {
+			return commit{}, err
+		}
+		if err := putItem(ctx, db, p); err != nil {
+			return commit{}, err
+		}
+		c := commit{eventID: ev.ID, committedAt: time.Now()}
+		body := make([]byte, 0, len(row)+2)
+		body = append(append(append(body, '['), row...), ']')
+		c.analyticsErr = post(ctx, hc, sinkURL, body)
+		return c, nil
+	}
+}
+
+// memoryQueueOp: PutItem, then push the row onto an in-process queue.
+func memoryQueueOp(db *countingDB, bookings string, q *memQueue) bookingOp {
+	return func(ctx context.Context, i int) (commit, error) {
+		b, ev, err := newBooking(i, true)
+		if err != nil {
+			return commit{}, err
+		}
+		row, err := relay.EncodeRow(ev)
+		if err != nil {
+			return commit{}, err
+		}
+		p, err := bookingPut(bookings, b)
+		if err != nil {
+			return commit{}, err
+		}
+		if err := putItem(ctx, db, p); err != nil {
+			return commit{}, err
+		}
+		c := commit{eventID: ev.ID, committedAt: time.Now()}
+		q.push(row)
+		return c, nil
+	}
+}
+
+// outboxOp: ddboutbox, exactly as cmd/booking's handler calls it.
+func outboxOp(w *outbox.Writer, bookings string) bookingOp {
+	return func(ctx context.Context, i int) (commit, error) {
+		b, ev, err := newBooking(i, true)
+		if err != nil {
+			return commit{}, err
+		}
+		p, err := bookingPut(bookings, b)
+		if err != nil {
+			return commit{}, err
+		}
+		if err := w.Commit(ctx, outbox.Tx{
+			Writes: []types.TransactWriteItem{{Put: p}},
+			Events: []outbox.Event{ev},
+		}); err != nil {
+			return commit{}, err
+		}
+		return commit{eventID: ev.ID, committedAt: time.Now()}, nil
+	}
+}
+
+// post sends body to url and requires a 2xx answer.
+func post(ctx context.Context, hc *http.Client, url string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("endpoint answered %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// memQueue is the quick fix: an unbounded in-memory queue that a
+// background worker flushes every memoryQueueFlush as one POST (split at
+// the endpoint's row cap). A failed POST drops its rows, as the usual quick
+// fix does; so does a crash, which is the point of comparing it.
+type memQueue struct {
+	hc  *http.Client
+	url string
+
+	mu   sync.Mutex
+	rows [][]byte
+
+	posts, dropped int
+	stop           chan struct{}
+	done           chan struct{}
+}
+
+func startMemQueue(hc *http.Client, url string) *memQueue {
+	q := &memQueue{hc: hc, url: url, stop: make(chan struct{}), done: make(chan struct{})}
+	go q.run()
+	return q
+}
+
+func (q *memQueue) push(row []byte) {
+	q.mu.Lock()
+	q.rows = append(q.rows, row)
+	q.mu.Unlock()
+}
+
+func (q *memQueue) run() {
+	defer close(q.done)
+	t := time.NewTicker(memoryQueueFlush)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			q.flush()
+		case <-q.stop:
+			q.flush()
+			return
+		}
+	}
+}
+
+func (q *memQueue) flush() {
+	q.mu.Lock()
+	rows := q.rows
+	q.rows = nil
+	q.mu.Unlock()
+	for len(rows) > 0 {
+		n := min(len(rows), maxRowsPerPost)
+		var buf bytes.Buffer
+		buf.WriteByte('[')
+		for i, r := range rows[:n] {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			buf.Write(r)
+		}
+		buf.WriteByte(']')
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := post(ctx, q.hc, q.url, buf.Bytes())
+		cancel()
+		q.posts++
+		if err != nil {
+			q.dropped += n
+		}
+		rows = rows[n:]
+	}
+}
+
+// close flushes what is queued and stops the worker. It returns the POSTs
+// made and the rows dropped on failed POSTs.
+func (q *memQueue) close() (posts, dropped int) {
+	close(q.stop)
+	<-q.done
+	return q.posts, q.dropped
+}

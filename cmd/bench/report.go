@@ -1,0 +1,244 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is what the bench prints and writes as JSON.
+type Report struct {
+	StartedAt time.Time         `json:"started_at"`
+	Config    Config            `json:"config"`
+	Host      map[string]string `json:"host"`
+	// Methods says how each figure is measured.
+	Methods map[string]string `json:"methods"`
+	// Runs are every mode in every round, in the order they ran.
+	Runs []Result `json:"runs"`
+	// Summary is, per mode, the median and range of each figure over the
+	// rounds.
+	Summary []ModeSummary `json:"summary"`
+	// Ratios compare each mode's medians with a baseline mode's.
+	Ratios []RatioRow `json:"ratios"`
+}
+
+// ModeSummary is one mode's figures over the rounds.
+type ModeSummary struct {
+	Mode    string            `json:"mode"`
+	Figures map[string]Spread `json:"figures"`
+}
+
+// RatioRow is one mode against one baseline: mode's median / baseline's.
+type RatioRow struct {
+	Mode     string   `json:"mode"`
+	Baseline string   `json:"baseline"`
+	Figures  []string `json:"figures"`
+	Values   []JSONF  `json:"values"`
+}
+
+// JSONF is a float that marshals NaN as null.
+type JSONF float64
+
+// MarshalJSON implements json.Marshaler.
+func (f JSONF) MarshalJSON() ([]byte, error) {
+	if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(math.Round(float64(f)*1000) / 1000)
+}
+
+// figure is one reported number of a Result.
+type figure struct {
+	key, label string
+	// analytics: only for modes that deliver events.
+	analytics bool
+	get       func(Result) float64
+	format    string
+}
+
+var figures = []figure{
+	{"bookings_per_s", "bookings/s", false, func(r Result) float64 { return r.PerSecond }, "%.1f"},
+	{"booking_p50_ms", "booking p50 ms", false, func(r Result) float64 { return r.Booking.P50 }, "%.1f"},
+	{"booking_p95_ms", "booking p95 ms", false, func(r Result) float64 { return r.Booking.P95 }, "%.1f"},
+	{"booking_p99_ms", "booking p99 ms", false, func(r Result) float64 { return r.Booking.P99 }, "%.1f"},
+	{"booking_max_ms", "booking max ms", false, func(r Result) float64 { return r.Booking.Max }, "%.1f"},
+	{"e2e_p50_ms", "e2e p50 ms", true, func(r Result) float64 { return r.EndToEnd.P50 }, "%.0f"},
+	{"e2e_p95_ms", "e2e p95 ms", true, func(r Result) float64 { return r.EndToEnd.P95 }, "%.0f"},
+	{"e2e_p99_ms", "e2e p99 ms", true, func(r Result) float64 { return r.EndToEnd.P99 }, "%.0f"},
+	{"endpoint_requests_per_1000_events", "endpoint req/1k events", true, func(r Result) float64 { return r.EndpointRequestsPer1k }, "%.1f"},
+	{"ddb_write_requests_per_event", "DDB write req/event", false, func(r Result) float64 { return r.WritesPerEvent }, "%.3f"},
+	{"ddb_write_items_per_event", "DDB write items/event", false, func(r Result) float64 { return r.WriteItemsPerEvent }, "%.3f"},
+	{"lost", "events lost", true, func(r Result) float64 { return float64(r.Lost) }, "%.0f"},
+	{"duplicates", "duplicates", true, func(r Result) float64 { return float64(r.Duplicates) }, "%.0f"},
+	{"errors", "booking errors", false, func(r Result) float64 { return float64(r.Errors) }, "%.0f"},
+}
+
+// ratioFigures are compared against the baselines.
+var ratioFigures = []string{"bookings_per_s", "booking_p50_ms", "booking_p99_ms"}
+
+// baselines are the modes every mode is compared with.
+var baselines = []string{ModePutOnly, ModeTxnFloor, ModeSyncDualWrite}
+
+func methods() map[string]string {
+	return map[string]string{
+		"rounds":             "the modes run in several rounds, in an order rotated by one each round; each figure is the median over the rounds, with min and max",
+		"bookings_per_s":     "committed bookings / wall time from the first booking started to the last one answered, Concurrency closed-loop workers",
+		"booking_latency":    "time of one booking as its handler would see it: building the items and event, the DynamoDB write(s) and, for sync-dual-write, the POST; nearest-rank percentiles",
+		"end_to_end_latency": "commit acknowledged to the handler -> first arrival of the row at the local endpoint (noted before the endpoint's latency); nearest-rank percentiles",
+		"endpoint_requests":  "POSTs the endpoint received (accepted or not) per 1,000 committed events",
+		"ddb_write_requests": "in-process PutItem/TransactWriteItems calls counted by a wrapper around the client (one per call; SDK retries not counted) plus, for outbox, every write request the relay process sent (UpdateItem marks on the outbox table, lease and checkpoint UpdateItems on the state table, SDK retries included), counted by a reverse proxy between the relay and DynamoDB, from relay start to exit; per committed booking",
+		"ddb_write_items":    "as ddb_write_requests, but a TransactWriteItems counts its items (2)",
+		"lost":               "committed events not received at the endpoint within -drain-timeout after the last booking",
+		"duplicates":         "rows the endpoint stored whose event_id it had already stored (endpoint.Stats.Duplicates)",
+		"relay":              "the relay binary runs as a separate process per outbox run against the same DynamoDB (through the counting proxy) and the same endpoint; started and ready (/readyz) before the bookings, stopped with SIGTERM after every row arrived and was marked",
+		"ratios":             "median of the mode / median of the baseline",
+		"txn-floor":          "raw TransactWriteItems of the booking and the same outbox item outbox.Writer sends, into an outbox-shaped table (stream, index, TTL) that no relay reads",
+		"memory-queue":       "PutItem, then append to an in-process slice; a worker POSTs all of it as one JSON array every 2s; a failed POST drops its rows",
+		"client_settings":    "every mode writes through the same dynamo.NewClients client",
+		"endpoint":           "the endpoint (cmd/analytics-sink/endpoint, no profile) runs in the bench process; the relay runs with -sink-profile generic",
+	}
+}
+
+func hostInfo() map[string]string {
+	h, _ := os.Hostname()
+	return map[string]string{
+		"go": runtime.Version(), "os": runtime.GOOS, "arch": runtime.GOARCH,
+		"cpus": fmt.Sprint(runtime.NumCPU()), "hostname": h,
+	}
+}
+
+// modeRuns returns the results of mode in run order.
+func (rep *Report) modeRuns(mode string) []Result {
+	var out []Result
+	for _, r := range rep.Runs {
+		if r.Mode == mode {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// summarize fills Summary and Ratios from Runs.
+func (rep *Report) summarize() {
+	rep.Summary = nil
+	rep.Ratios = nil
+	med := map[string]map[string]float64{}
+	for _, mode := range rep.Config.Modes {
+		runs := rep.modeRuns(mode)
+		if len(runs) == 0 {
+			continue
+		}
+		ms := ModeSummary{Mode: mode, Figures: map[string]Spread{}}
+		med[mode] = map[string]float64{}
+		for _, f := range figures {
+			if f.analytics && !hasAnalytics(mode) {
+				continue
+			}
+			vs := make([]float64, len(runs))
+			for i, r := range runs {
+				vs[i] = f.get(r)
+			}
+			s := spread(vs)
+			ms.Figures[f.key] = s
+			med[mode][f.key] = s.Median
+		}
+		rep.Summary = append(rep.Summary, ms)
+	}
+	for _, base := range baselines {
+		if med[base] == nil {
+			continue
+		}
+		for _, mode := range rep.Config.Modes {
+			if mode == base || med[mode] == nil {
+				continue
+			}
+			row := RatioRow{Mode: mode, Baseline: base, Figures: ratioFigures}
+			for _, k := range ratioFigures {
+				row.Values = append(row.Values, JSONF(ratio(med[mode][k], med[base][k])))
+			}
+			rep.Ratios = append(rep.Ratios, row)
+		}
+	}
+}
+
+// Print writes the summary table and the ratios.
+func (rep *Report) Print(w io.Writer) {
+	c := rep.Config
+	fmt.Fprintf(w, "\nddboutbox bench: %d bookings x %d rounds, concurrency %d, endpoint latency %s, relay batch %d / %s, %s\n",
+		c.Bookings, c.Rounds, c.Concurrency, time.Duration(c.SinkLatency), c.BatchSize, time.Duration(c.BatchWindow), rep.Host["go"]+" "+rep.Host["cpus"]+" CPUs")
+	if c.Rounds > 1 {
+		fmt.Fprintln(w, "median over the rounds [min-max]")
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	var modes []string
+	for _, s := range rep.Summary {
+		modes = append(modes, s.Mode)
+	}
+	fmt.Fprintf(tw, "\t%s\t\n", strings.Join(modes, "\t"))
+	for _, f := range figures {
+		cells := make([]string, len(rep.Summary))
+		for i, s := range rep.Summary {
+			sp, ok := s.Figures[f.key]
+			switch {
+			case !ok:
+				cells[i] = "-"
+			case c.Rounds > 1 && sp.Min != sp.Max:
+				cells[i] = fmt.Sprintf(f.format+" ["+f.format+"-"+f.format+"]", sp.Median, sp.Min, sp.Max)
+			default:
+				cells[i] = fmt.Sprintf(f.format, sp.Median)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t\n", f.label, strings.Join(cells, "\t"))
+	}
+	_ = tw.Flush()
+
+	if len(rep.Ratios) > 0 {
+		fmt.Fprintln(w, "\nratios (median / baseline's median):")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "mode\tvs\tbookings/s\tbooking p50\tbooking p99\t\n")
+		for _, r := range rep.Ratios {
+			cells := make([]string, len(r.Values))
+			for i, v := range r.Values {
+				if math.IsNaN(float64(v)) {
+					cells[i] = "-"
+				} else {
+					cells[i] = fmt.Sprintf("%.2fx", float64(v))
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t\n", r.Mode, r.Baseline, strings.Join(cells, "\t"))
+		}
+		_ = tw.Flush()
+	}
+	for _, r := range rep.Runs {
+		if r.Mode == ModeOutbox && r.RelayWrites != nil {
+			fmt.Fprintf(w, "\noutbox DynamoDB writes, round %d: %d in-process TransactWriteItems; relay:", r.Round, r.AppWrites)
+			for _, k := range sortedKeys(r.RelayWrites) {
+				fmt.Fprintf(w, " %s=%d", k, r.RelayWrites[k])
+			}
+			fmt.Fprintf(w, " (relay metrics: delivered %.0f, duplicate %.0f)\n", r.RelayMetrics["events_delivered_total"], r.RelayMetrics["events_duplicate_total"])
+		}
+	}
+	fmt.Fprintln(w, "\nmethod: see \"methods\" in the JSON (-out); write requests per event include the relay's marks, leases and checkpoints, counted by a proxy.")
+}
+
+// WriteJSON writes the report to path, creating its directory.
+func (rep *Report) WriteJSON(path string) error {
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}

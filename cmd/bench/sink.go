@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/ddboutbox/ddboutbox/cmd/analytics-sink/endpoint"
+)
+
+// maxSinkBody bounds what the arrival recorder reads of one POST; the
+// endpoint's own cap (16 MB) is lower, so nothing valid is cut.
+const maxSinkBody = 32 << 20
+
+// sink is a local analytics endpoint (endpoint.Server) behind a handler
+// that notes when each event_id first arrived, before the endpoint's
+// latency: the "row received" instant of the end-to-end latency.
+type sink struct {
+	srv  *endpoint.Server
+	http *http.Server
+	url  string
+
+	mu      sync.Mutex
+	arrived map[string]time.Time
+}
+
+// startSink serves a fresh endpoint on a free loopback port.
+func startSink(latency time.Duration) (*sink, error) {
+	s := &sink{
+		srv:     endpoint.New(endpoint.Options{Latency: latency}),
+		arrived: make(map[string]time.Time),
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("sink listen: %w", err)
+	}
+	s.url = "http://" + ln.Addr().String() + "/rows"
+	s.http = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = s.http.Serve(ln) }()
+	return s, nil
+}
+
+// ServeHTTP records arrivals, then hands the request to the endpoint.
+func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		s.srv.ServeHTTP(w, r)
+		return
+	}
+	at := time.Now()
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxSinkBody))
+	if err != nil {
+		http.Error(w, "read body", http.StatusBadRequest)
+		return
+	}
+	s.note(at, body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	s.srv.ServeHTTP(w, r)
+}
+
+// note records the first arrival of every event_id in body (an array of
+// rows or {"rows":[...]}); a body the endpoint will reject anyway is
+// ignored.
+func (s *sink) note(at time.Time, body []byte) {
+	type row struct {
+		EventID string `json:"event_id"`
+	}
+	var rows []row
+	if err := json.Unmarshal(body, &rows); err != nil {
+		var wrapped struct {
+			Rows []row `json:"rows"`
+		}
+		if json.Unmarshal(body, &wrapped) != nil {
+			return
+		}
+		rows = wrapped.Rows
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range rows {
+		if _, ok := s.arrived[r.EventID]; !ok && r.EventID != "" {
+			s.arrived[r.EventID] = at
+		}
+	}
+}
+
+// arrivals returns a copy of the first-arrival times.
+func (s *sink) arrivals() map[string]time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.arrived)
+}
+
+// received is how many distinct event ids have arrived.
+func (s *sink) received() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.arrived)
+}
+
+func (s *sink) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.http.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		_ = s.http.Close()
+	}
+}
