@@ -24,12 +24,12 @@
 # Steps: provision podman; install podman-compose or docker-compose and the
 # CNI dnsname plugin (service names must resolve); build; `up -d`; wait for
 # MIN_ROWS rows at the sink (bounded by TIMEOUT seconds); check that a
-# booking survives a restart of DynamoDB (named volume) and that its row is
-# delivered afterwards; print /stats; `down -v`. Exits non-zero on any
+# booking survives recreating the DynamoDB container (named volume) and that
+# its row is delivered afterwards; print /stats; `down -v`. Exits non-zero on any
 # failure, after printing every service's logs.
 #
 # Host ports are bound to 127.0.0.1 only. Everything is created under the
-# compose project $PROJECT and removed by `down -v`; the two images built
+# compose project $PROJECT and removed by `down -v`; the images built
 # here ($APP_IMAGE, $BASE_IMAGE and with BUILD=go $GO_IMAGE) are kept for
 # the next run.
 set -euo pipefail
@@ -42,7 +42,7 @@ MIN_ROWS=${MIN_ROWS:-100}
 BUILD=${BUILD:-prebuilt}
 BASE_IMAGE=${BASE_IMAGE:-localhost/ddboutbox-static-base:test}
 export APP_IMAGE=${APP_IMAGE:-localhost/ddboutbox:compose-test}
-export RUNTIME_IMAGE=$BASE_IMAGE
+export RUNTIME_IMAGE=${RUNTIME_IMAGE:-$BASE_IMAGE}   # RUNTIME_IMAGE=scratch works too
 export DYNAMODB_PORT=${DYNAMODB_PORT:-18000} BOOKING_PORT=${BOOKING_PORT:-18080}
 export SINK_PORT=${SINK_PORT:-19000} METRICS_PORT=${METRICS_PORT:-19090}
 
@@ -97,7 +97,7 @@ case $BUILD in
   *) die "BUILD must be prebuilt or go" ;;
 esac
 
-if ! podman image exists "$BASE_IMAGE"; then
+if [[ $RUNTIME_IMAGE == "$BASE_IMAGE" ]] && ! podman image exists "$BASE_IMAGE"; then
   log "importing $BASE_IMAGE (distroless-like: passwd, CA bundle, /tmp; no libc, no shell)"
   root=$(mktemp -d)
   mkdir -p "$root/etc/ssl/certs" "$root/tmp" "$root/home/nonroot"
@@ -122,6 +122,10 @@ cleanup() {
   fi
   log "down -v"
   compose down -v >/dev/null 2>&1 || log "WARNING: down -v failed"
+  # podman-compose 1.0.3's down leaves the project network behind.
+  if podman network exists "${PROJECT}_default" 2>/dev/null; then
+    podman network rm "${PROJECT}_default" >/dev/null 2>&1 || log "WARNING: network ${PROJECT}_default left behind"
+  fi
   log "exit $rc after $((SECONDS - start))s"
 }
 compose down -v >/dev/null 2>&1 || true   # leftovers of an interrupted run
@@ -165,26 +169,33 @@ wait_rows "$MIN_ROWS"
 log "$MIN_ROWS rows at the sink $((SECONDS - t_up))s after up"
 get "$SINK_PORT/rows" | grep -q '"session_id":"loadgen-' || die "rows at the sink are not the load generator's"
 
-# --- persistence: a booking outlives a DynamoDB restart -----------------------
+# --- persistence: a booking outlives recreating the DynamoDB container ---------
+# Removing the container drops its writable layer: only the named volume
+# can carry the data over (a mere restart would keep it either way).
 id=$(curl -sf --max-time 5 -XPOST "http://127.0.0.1:$BOOKING_PORT/bookings" \
-       -d '{"user_id":"compose-test","session_id":"before-restart"}' | json '["booking_id"]') ||
+       -d '{"user_id":"compose-test","session_id":"before-recreate"}' | json '["booking_id"]') ||
   die "POST /bookings from the host failed"
-log "booking $id created; restarting dynamodb"
-compose restart dynamodb >/dev/null 2>&1 || die "restart dynamodb failed"
+old=$(podman ps -q --filter "label=com.docker.compose.project=$PROJECT" --filter label=com.docker.compose.service=dynamodb)
+[[ -n $old ]] || die "no dynamodb container"
+log "booking $id created; removing the dynamodb container $old and creating a new one"
+podman rm -f -t 10 "$old" >/dev/null
+compose up -d dynamodb >>"${TMPDIR:-/tmp}/$PROJECT-up.log" 2>&1 || die "up -d dynamodb failed"
+new=$(podman ps -q --filter "label=com.docker.compose.project=$PROJECT" --filter label=com.docker.compose.service=dynamodb)
+[[ -n $new && $new != "$old" ]] || die "dynamodb was not recreated"
 deadline=$((SECONDS + TIMEOUT))
 until get "$BOOKING_PORT/bookings/$id" >/dev/null 2>&1; do
-  ((SECONDS < deadline)) || die "booking $id is gone after the DynamoDB restart (or DynamoDB did not come back)"
+  ((SECONDS < deadline)) || die "booking $id is gone after recreating DynamoDB (or DynamoDB did not come back)"
   sleep 1
 done
-log "booking $id still there after the restart (named volume, -sharedDb -dbPath)"
+log "booking $id still there in the new container $new (named volume, -sharedDb -dbPath)"
 until get "$SINK_PORT/rows" | grep -q "\"booking_id\":\"$id\""; do
-  ((SECONDS < deadline)) || die "the row of booking $id did not reach the sink after the restart"
+  ((SECONDS < deadline)) || die "the row of booking $id did not reach the sink after recreating DynamoDB"
   sleep 2
 done
 after=$(rows_at_sink)
 sleep 5
 now=$(rows_at_sink)
-((${now:-0} > ${after:-0})) || die "rows stopped arriving after the DynamoDB restart (${after:-?} -> ${now:-?})"
+((${now:-0} > ${after:-0})) || die "rows stopped arriving after recreating DynamoDB (${after:-?} -> ${now:-?})"
 log "its row was delivered, and rows keep arriving"
 
 # --- report -----------------------------------------------------------------------
