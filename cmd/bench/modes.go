@@ -168,26 +168,35 @@ func txnFloorOp(db *countingDB, bookings, floorOutbox string) bookingOp {
 	}
 }
 
+// putBooking is what sync-dual-write and memory-queue share: the booking's
+// PutItem, and the row its analytics event would be.
+func putBooking(ctx context.Context, db *countingDB, bookings string, i int) (commit, []byte, error) {
+	b, ev, err := newBooking(i, true)
+	if err != nil {
+		return commit{}, nil, err
+	}
+	row, err := relay.EncodeRow(ev)
+	if err != nil {
+		return commit{}, nil, err
+	}
+	p, err := bookingPut(bookings, b)
+	if err != nil {
+		return commit{}, nil, err
+	}
+	if err := putItem(ctx, db, p); err != nil {
+		return commit{}, nil, err
+	}
+	return commit{eventID: ev.ID, committedAt: time.Now()}, row, nil
+}
+
 // syncDualWriteOp: PutItem, then POST the one row to the endpoint inside
 // the request. A failed POST leaves a committed booking without its event.
 func syncDualWriteOp(db *countingDB, bookings string, hc *http.Client, sinkURL string) bookingOp {
 	return func(ctx context.Context, i int) (commit, error) {
-		b, ev, err := newBooking(i, true)
+		c, row, err := putBooking(ctx, db, bookings, i)
 		if err != nil {
 			return commit{}, err
 		}
-		row, err := relay.EncodeRow(ev)
-		if err != nil {
-			return commit{}, err
-		}
-		p, err := bookingPut(bookings, b)
-		if err != nil {
-			return commit{}, err
-		}
-		if err := putItem(ctx, db, p); err != nil {
-			return commit{}, err
-		}
-		c := commit{eventID: ev.ID, committedAt: time.Now()}
 		body := make([]byte, 0, len(row)+2)
 		body = append(append(append(body, '['), row...), ']')
 		c.analyticsErr = post(ctx, hc, sinkURL, body)
@@ -198,22 +207,10 @@ func syncDualWriteOp(db *countingDB, bookings string, hc *http.Client, sinkURL s
 // memoryQueueOp: PutItem, then push the row onto an in-process queue.
 func memoryQueueOp(db *countingDB, bookings string, q *memQueue) bookingOp {
 	return func(ctx context.Context, i int) (commit, error) {
-		b, ev, err := newBooking(i, true)
+		c, row, err := putBooking(ctx, db, bookings, i)
 		if err != nil {
 			return commit{}, err
 		}
-		row, err := relay.EncodeRow(ev)
-		if err != nil {
-			return commit{}, err
-		}
-		p, err := bookingPut(bookings, b)
-		if err != nil {
-			return commit{}, err
-		}
-		if err := putItem(ctx, db, p); err != nil {
-			return commit{}, err
-		}
-		c := commit{eventID: ev.ID, committedAt: time.Now()}
 		q.push(row)
 		return c, nil
 	}
