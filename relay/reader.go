@@ -86,13 +86,13 @@ func (r *Relay) readShard(ctx context.Context, arn string, w *shardWork, checkpo
 			iter, err = position()
 			continue
 		case errors.As(err, &trimmed):
-			// The records after the checkpoint are older than the stream's
-			// 24 hours; what is left starts at TRIM_HORIZON.
-			// Without a position nothing was skipped (DynamoDB Local answers
-			// so on a fresh stream); past a checkpoint, records were lost to
-			// the stream's retention and only the sweeper can find them.
+			// Past a checkpoint, records were lost to the stream's 24-hour
+			// retention and only the sweeper can find them. Without a
+			// position nothing was skipped (DynamoDB Local answers so on a
+			// fresh stream); the pause keeps a repeat from spinning.
 			if last == "" {
 				log.Debug("trimmed data at the start of the shard; continuing from TRIM_HORIZON")
+				_ = sleep(ctx, r.cfg.PollInterval)
 			} else if !trimmedLogged {
 				log.Warn("stream records past the checkpoint were trimmed; continuing from TRIM_HORIZON (the sweeper delivers what was missed)", "checkpoint", last)
 				trimmedLogged = true
