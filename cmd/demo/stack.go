@@ -108,9 +108,9 @@ func run(ctx context.Context, c config, out io.Writer) error {
 	progress := func() string {
 		st, rs := sink.Stats(), r.Stats()
 		done := rs.Delivered + rs.Duplicates + rs.Failed
-		return fmt.Sprintf("bookings %d/%d (refused %d) | rows received %d | marked delivered %d | failed %d | backlog %d | endpoint requests %d | %s",
+		return fmt.Sprintf("bookings %d/%d (refused %d) | rows received %d | marked delivered %d | failed %d | backlog %d | lag %s | endpoint requests %d | %s",
 			made.Load(), c.bookings, failed.Load(), st.DistinctEventIDs, rs.Delivered, rs.Failed,
-			made.Load()-done, st.Requests, time.Since(start).Round(100*time.Millisecond))
+			made.Load()-done, latestLag(sink), st.Requests, time.Since(start).Round(100*time.Millisecond))
 	}
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
@@ -141,6 +141,28 @@ wait:
 		<-ctx.Done()
 	}
 	return nil
+}
+
+// latestLag is how long the oldest row of the latest accepted POST waited
+// between its commit (occurred_at) and reaching the endpoint.
+func latestLag(sink *endpoint.Server) string {
+	reqs, rows := sink.Requests(), sink.Rows()
+	for i := len(reqs) - 1; i >= 0; i-- {
+		q := reqs[i]
+		if q.Status/100 != 2 || q.Rows == 0 || q.Rows > len(rows) {
+			continue
+		}
+		f, err := rows[len(rows)-q.Rows].Fields()
+		if err != nil {
+			return "-"
+		}
+		at, err := time.Parse(time.RFC3339Nano, fmt.Sprint(f["occurred_at"]))
+		if err != nil {
+			return "-"
+		}
+		return q.At.Sub(at).Round(10 * time.Millisecond).String()
+	}
+	return "-"
 }
 
 func load(ctx context.Context, url string, n, workers int, made, failed *atomic.Int64, latencies chan<- time.Duration) {
