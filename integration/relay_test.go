@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/ddboutbox/ddboutbox/cmd/analytics-sink/endpoint"
+	"github.com/ddboutbox/ddboutbox/dynamo"
 	"github.com/ddboutbox/ddboutbox/outbox"
 )
 
@@ -233,4 +236,68 @@ func TestIdempotencyTokenRetryWritesOneEvent(t *testing.T) {
 	if !strings.Contains(err.Error(), "idempotency") {
 		t.Fatalf("error %q does not say what went wrong", err)
 	}
+}
+
+// Batches are POSTed several at a time but settled in the order they were
+// cut: while the first batch keeps failing, later batches reach the
+// endpoint, yet nothing is marked and no checkpoint is written, because
+// every later record follows a PENDING one in the shard. Once the first
+// batch gets through, everything is marked and checkpointed.
+func TestLaterBatchesWaitForAnEarlierOne(t *testing.T) {
+	const total = 60
+	var first atomic.Value // the first event's id, once committed
+	var blocked atomic.Bool
+	blocked.Store(true)
+	e := newEnv(t, endpoint.Options{Reject: func(rows []endpoint.Row) (int, time.Duration) {
+		for _, r := range rows {
+			if id, _ := first.Load().(string); blocked.Load() && r.EventID == id {
+				return http.StatusServiceUnavailable, 0
+			}
+		}
+		return 0, 0
+	}})
+	ids := e.commitEvents(1, 1)
+	first.Store(ids[0])
+	ids = append(ids, e.commitEvents(total-1, 1)...)
+
+	cfg := e.relayConfig()
+	cfg.BatchSize, cfg.BatchesInFlight = 10, 4
+	e.startRelay(cfg)
+	// Three later batches get through while the first is refused.
+	waitFor(t, time.Minute, func() (bool, string) {
+		n := e.sink.Stats().Rows
+		return n >= 30, fmt.Sprintf("%d rows at the endpoint while the first batch is refused", n)
+	})
+	if s := e.summary(); s.Delivered != 0 {
+		t.Fatalf("%d events marked DELIVERED before the first batch was delivered, want 0", s.Delivered)
+	}
+	arn, err := dynamo.StreamARN(context.Background(), clients.DB, e.tables.Outbox)
+	if err != nil {
+		t.Fatalf("stream arn: %v", err)
+	}
+	leases := &dynamo.Leases{DB: clients.DB, Table: e.tables.State}
+	list, err := leases.List(context.Background(), arn)
+	if err != nil {
+		t.Fatalf("list leases: %v", err)
+	}
+	for _, l := range list {
+		if l.Checkpoint != "" {
+			t.Fatalf("shard %s checkpointed at %s while its first batch is undelivered", l.ShardID, l.Checkpoint)
+		}
+	}
+	blocked.Store(false)
+	e.waitDelivered(ids, time.Minute)
+	e.waitMarked(total, time.Minute)
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		list, err := leases.List(context.Background(), arn)
+		if err != nil || len(list) == 0 {
+			return false, fmt.Sprintf("leases: %v", err)
+		}
+		for _, l := range list {
+			if l.Checkpoint == "" {
+				return false, "shard " + l.ShardID + " not checkpointed"
+			}
+		}
+		return true, ""
+	})
 }

@@ -29,6 +29,8 @@ const (
 	MaxBatchSize       = 10000 // Power BI's rows-per-request limit
 	DefaultBatchBytes  = 1 << 20
 	DefaultBatchWindow = time.Second
+	// DefaultBatchesInFlight is Config.BatchesInFlight's default.
+	DefaultBatchesInFlight = 4
 )
 
 // Config is the relay's configuration. The zero value of every field but
@@ -53,6 +55,12 @@ type Config struct {
 	WebhookSecret Secret
 	// SinkFormat is FormatArray (default) or FormatRows.
 	SinkFormat Format
+	// BatchesInFlight is how many batches may be between the batcher and
+	// their checkpoint at once: being POSTed, or delivered and being
+	// marked. More overlap the endpoint's latency with marking and with
+	// each other; 1 keeps rows at the endpoint in stream order. A crash
+	// re-sends at most this many batches. Default 4.
+	BatchesInFlight int
 	// BatchSize flushes a batch at this many rows. Default 500, max 10,000.
 	BatchSize int
 	// BatchBytes is a hard cap on a POST body's size in bytes. Default 1 MiB.
@@ -86,9 +94,10 @@ type Config struct {
 	// retries of a failed POST. Defaults 200ms and 30s.
 	RetryBase, RetryMax time.Duration
 
-	// PollInterval is the wait between GetRecords calls on a shard that
-	// returned nothing. Default 250ms (DynamoDB Streams allows 5 calls per
-	// second per shard).
+	// PollInterval is the least time between the starts of two GetRecords
+	// calls on a shard, unless the first returned a full page (a backlog is
+	// read back to back). Default 250ms: DynamoDB Streams allows 5 calls
+	// per second per shard, and every call costs the table's stream reads.
 	PollInterval time.Duration
 	// ShardSyncInterval is how often the stream's shard list is refreshed
 	// to pick up new shards. Default 10s.
@@ -190,6 +199,9 @@ func (c Config) WithDefaults() Config {
 	if c.MarkConcurrency == 0 {
 		c.MarkConcurrency = 16
 	}
+	if c.BatchesInFlight == 0 {
+		c.BatchesInFlight = DefaultBatchesInFlight
+	}
 	if c.Owner == "" {
 		c.Owner, _ = os.Hostname()
 		if c.Owner == "" {
@@ -276,6 +288,9 @@ func (c Config) Validate() error {
 	}
 	if c.MarkConcurrency < 1 {
 		return bad("mark concurrency %d must be at least 1", c.MarkConcurrency)
+	}
+	if c.BatchesInFlight < 1 || c.BatchesInFlight > 64 {
+		return bad("batches in flight %d must be between 1 and 64", c.BatchesInFlight)
 	}
 	return nil
 }

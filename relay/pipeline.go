@@ -7,10 +7,66 @@ import (
 	"github.com/ddboutbox/ddboutbox/dynamo"
 )
 
-// pipeline batches records from in and processes each batch in turn until
-// in is closed, then flushes what it holds. One batch is in flight at a
-// time, which keeps every shard's records in stream order end to end.
+// pipeline batches records from in until in is closed, then flushes what
+// it holds. Up to BatchesInFlight batches are POSTed at once, but they are
+// marked and checkpointed one at a time in the order they were cut, so a
+// shard's checkpoint never passes a batch that is still in flight.
 func (r *Relay) pipeline(ctx context.Context, arn string, in <-chan record) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// queue holds the batches in flight in order; its capacity, with the
+	// one being settled, is what bounds them.
+	queue := make(chan *flight, r.cfg.BatchesInFlight-1)
+	settled := make(chan error, 1)
+	go func() {
+		settled <- r.settleAll(ctx, arn, queue)
+		cancel() // a failed settle stops the batcher too
+	}()
+	err := r.batch(ctx, in, func(recs []record) error {
+		f := &flight{recs: recs, done: make(chan struct{})}
+		select {
+		case queue <- f:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		go func() {
+			f.err = r.deliver(ctx, f.recs)
+			close(f.done)
+		}()
+		return nil
+	})
+	close(queue)
+	if serr := <-settled; serr != nil {
+		return serr
+	}
+	return err
+}
+
+// flight is a batch handed to the endpoint; done closes when its POSTs are
+// over, with err set only when ctx ended first.
+type flight struct {
+	recs []record
+	done chan struct{}
+	err  error
+}
+
+// settleAll settles the batches in the order they were queued.
+func (r *Relay) settleAll(ctx context.Context, arn string, queue <-chan *flight) error {
+	for f := range queue {
+		<-f.done
+		if f.err != nil {
+			return f.err
+		}
+		if err := r.settle(ctx, arn, f.recs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// batch cuts the records from in into batches by rows, bytes and linger,
+// and hands each to emit, until in is closed or ctx ends.
+func (r *Relay) batch(ctx context.Context, in <-chan record, emit func([]record) error) error {
 	b := newBatcher(r.cfg.BatchSize, r.cfg.BatchBytes, r.cfg.SinkFormat)
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
@@ -19,7 +75,7 @@ func (r *Relay) pipeline(ctx context.Context, arn string, in <-chan record) erro
 		if b.empty() {
 			return nil
 		}
-		return r.process(ctx, arn, b.take())
+		return emit(b.take())
 	}
 	for {
 		select {
@@ -45,27 +101,33 @@ func (r *Relay) pipeline(ctx context.Context, arn string, in <-chan record) erro
 			if err := flush(); err != nil {
 				return err
 			}
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 }
 
-// process delivers one batch: POST the rows, mark them DELIVERED (and
-// unsendable ones FAILED), then checkpoint each shard at its last record in
-// the batch. Everything before that record in the shard was in this batch or
-// an earlier one, so it is done: the checkpoint never passes a PENDING event.
-// It only fails when ctx ends first.
-func (r *Relay) process(ctx context.Context, arn string, recs []record) error {
+// deliver POSTs a batch's sendable rows; rows that cannot be delivered get
+// their fail set. It only fails when ctx ends first.
+func (r *Relay) deliver(ctx context.Context, recs []record) error {
 	var send []*record
 	for i := range recs {
 		if recs[i].row != nil && recs[i].fail == nil {
 			send = append(send, &recs[i])
 		}
 	}
-	if len(send) > 0 {
-		if err := r.send(ctx, send); err != nil {
-			return err
-		}
+	if len(send) == 0 {
+		return nil
 	}
+	return r.send(ctx, send)
+}
+
+// settle marks a delivered batch's events DELIVERED (and unsendable ones
+// FAILED), then checkpoints each shard at its last record in the batch.
+// Everything before that record in the shard was in this batch or an
+// earlier, already settled one, so it is done: the checkpoint never passes
+// a PENDING event. It only fails when ctx ends first.
+func (r *Relay) settle(ctx context.Context, arn string, recs []record) error {
 	var delivered []string
 	for i := range recs {
 		rec := &recs[i]

@@ -46,6 +46,7 @@ func (r *Relay) readShard(ctx context.Context, arn string, w *shardWork, checkpo
 	for attempt := 0; ctx.Err() == nil; {
 		if err == nil {
 			var res *dynamodbstreams.GetRecordsOutput
+			called := time.Now()
 			res, err = r.streams.GetRecords(ctx, &dynamodbstreams.GetRecordsInput{ShardIterator: aws.String(iter), Limit: aws.Int32(getRecordsLimit)})
 			if err == nil {
 				attempt = 0
@@ -69,8 +70,10 @@ func (r *Relay) readShard(ctx context.Context, arn string, w *shardWork, checkpo
 					return
 				}
 				iter = aws.ToString(res.NextShardIterator)
-				if len(res.Records) == 0 {
-					_ = sleep(ctx, r.cfg.PollInterval)
+				// A short page means the reader has caught up: pace the
+				// calls instead of asking again for the next few records.
+				if len(res.Records) < getRecordsLimit {
+					_ = sleep(ctx, r.cfg.PollInterval-time.Since(called))
 				}
 				continue
 			}

@@ -22,6 +22,7 @@ func Relay(fs *flag.FlagSet, c *relay.Config) (check func() error) {
 	fs.IntVar(&c.BatchSize, "batch-size", relay.DefaultBatchSize, "flush a batch at this many rows (1 to 10000)")
 	fs.IntVar(&c.BatchBytes, "batch-bytes", relay.DefaultBatchBytes, "hard cap on a POST body in bytes; a single larger row is marked FAILED")
 	fs.DurationVar(&c.BatchWindow, "batch-window", relay.DefaultBatchWindow, "flush a batch this long after its first record (linger)")
+	fs.IntVar(&c.BatchesInFlight, "batches-in-flight", relay.DefaultBatchesInFlight, "batches being POSTed or marked at once (1 to 64); 1 keeps rows in stream order, a crash re-sends at most this many")
 	fs.DurationVar(&c.DeliveredTTL, "delivered-ttl", 0, "expires_at of delivered events is now plus this (0 = 168h)")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 0, "timeout of one POST (0 = 10s)")
 	fs.IntVar(&c.MaxAttempts, "max-attempts", -1, "POSTs of a batch before its events are marked FAILED; -1 = retry until delivered (401/403/404/405/407 never count)")
@@ -33,7 +34,7 @@ func Relay(fs *flag.FlagSet, c *relay.Config) (check func() error) {
 	fs.DurationVar(&c.ClaimDuration, "claim-duration", 0, "how long a swept event is claimed against other relays (0 = 2m)")
 	fs.DurationVar(&c.RetryBase, "retry-base", 0, "first backoff ceiling between retries, doubled per attempt, full jitter (0 = 200ms)")
 	fs.DurationVar(&c.RetryMax, "retry-max", 0, "largest backoff between retries (0 = 30s)")
-	fs.DurationVar(&c.PollInterval, "poll-interval", 0, "wait after a GetRecords that returned nothing (0 = 250ms)")
+	fs.DurationVar(&c.PollInterval, "poll-interval", 0, "least time between GetRecords calls on a shard that is caught up (0 = 250ms)")
 	fs.DurationVar(&c.ShardSyncInterval, "shard-sync-interval", 0, "how often new shards are discovered (0 = 10s)")
 	fs.IntVar(&c.MarkConcurrency, "mark-concurrency", 0, "marking writes in flight at once (0 = 16)")
 	fs.StringVar(&c.Owner, "owner", "", "this relay's name in the lease table (empty = hostname)")
@@ -42,8 +43,8 @@ func Relay(fs *flag.FlagSet, c *relay.Config) (check func() error) {
 	return func() error {
 		given := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-		if c.BatchSize == 0 || c.BatchBytes == 0 || c.BatchWindow == 0 {
-			return Usage(fmt.Errorf("-batch-size, -batch-bytes and -batch-window must be positive"))
+		if c.BatchSize == 0 || c.BatchBytes == 0 || c.BatchWindow == 0 || c.BatchesInFlight == 0 {
+			return Usage(fmt.Errorf("-batch-size, -batch-bytes, -batch-window and -batches-in-flight must be positive"))
 		}
 		// A profile fills what was not given; the flag defaults must not
 		// hide it (-batch-bytes 1 MiB would override powerbi-streaming's 15 KB).
