@@ -5,7 +5,7 @@ SHELL := /bin/bash
 GO ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: test unit lint demo build
+.PHONY: test unit lint demo build bench bench-smoke
 
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/...
@@ -19,11 +19,28 @@ unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
 
 # Provisions podman and the DynamoDB Local image (idempotent), then runs
-# every test. DYNAMODB_ENDPOINT is cleared so the integration tests start
-# their own container; -v shows that they did.
+# every test and a short run of the benchmark. DYNAMODB_ENDPOINT is cleared
+# so the integration tests start their own container; -v shows that they
+# did.
 test: lint
 	eval "$$(.ci/provision.sh)" && unset DYNAMODB_ENDPOINT && \
 	$(GO) test -race -count=1 -timeout 30m -v ./...
+	$(MAKE) bench-smoke
+
+# Every mode and scenario of the benchmark with tiny numbers, so that it
+# cannot rot. -check fails on booking errors or events lost on the relay's
+# path; the timings of so short a run mean nothing and are not judged.
+bench-smoke:
+	eval "$$(.ci/provision.sh)" && unset DYNAMODB_ENDPOINT && \
+	$(GO) run ./cmd/bench -check -progress 0 -bookings 60 -rounds 1 -concurrency 4 -warm-up 200 \
+	  -saturation-step 2s -saturation-max-concurrency 4 -drain-events 1000 \
+	  -sweep-batch-sizes 1,100 -sweep-windows 0,100ms -sweep-duration 2s -sweep-rate 10 \
+	  -crash-bookings 300 -drain-timeout 60s -out "$${TMPDIR:-/tmp}/ddboutbox-bench-smoke.json"
+
+# The full benchmark (about 25 minutes); its JSON is what README's table shows.
+bench:
+	eval "$$(.ci/provision.sh)" && unset DYNAMODB_ENDPOINT && \
+	$(GO) run ./cmd/bench -out cmd/bench/results/latest.json
 
 demo:
 	eval "$$(.ci/provision.sh --jar-only)" && $(GO) run ./cmd/demo

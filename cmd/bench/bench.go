@@ -8,17 +8,10 @@ import (
 	"net/http"
 	"os"
 	"sort"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/google/uuid"
-	"github.com/testcontainers/testcontainers-go"
-	tcdynamodb "github.com/testcontainers/testcontainers-go/modules/dynamodb"
 
-	"github.com/ddboutbox/ddboutbox/dynamo"
 	"github.com/ddboutbox/ddboutbox/outbox"
 )
 
@@ -28,20 +21,41 @@ const defaultImage = "amazon/dynamodb-local:3.3.0"
 
 // Config is the bench's settings.
 type Config struct {
-	Bookings     int           `json:"bookings"`
-	Concurrency  int           `json:"concurrency"`
-	Rounds       int           `json:"rounds"`
-	Modes        []string      `json:"modes"`
-	SinkLatency  Duration      `json:"sink_latency"`
-	BatchSize    int           `json:"relay_batch_size"`
-	BatchWindow  Duration      `json:"relay_batch_window"`
-	DrainTimeout Duration      `json:"drain_timeout"`
-	ModeTimeout  Duration      `json:"mode_timeout"`
-	Endpoint     string        `json:"dynamodb_endpoint"`
-	RelayBin     string        `json:"relay_bin,omitempty"`
-	KeepTables   bool          `json:"keep_tables"`
-	Progress     time.Duration `json:"-"`
-	Log          io.Writer     `json:"-"`
+	Bookings    int      `json:"bookings"`
+	Concurrency int      `json:"concurrency"`
+	Rounds      int      `json:"rounds"`
+	Modes       []string `json:"modes"`
+	SinkLatency Duration `json:"sink_latency"`
+	BatchSize   int      `json:"relay_batch_size"`
+	BatchWindow Duration `json:"relay_batch_window"`
+	// BatchesInFlight is the relay's -batches-in-flight.
+	BatchesInFlight int `json:"relay_batches_in_flight"`
+	// Scenarios are the relay capacity scenarios to run after the modes.
+	Scenarios []string `json:"scenarios"`
+	// Saturation: closed-loop steps of StepDuration at concurrency 1, 2,
+	// 4, ... up to MaxConcurrency, until the booking rate stops rising.
+	StepDuration   Duration `json:"saturation_step"`
+	MaxConcurrency int      `json:"saturation_max_concurrency"`
+	// DrainEvents is the backlog the drain scenario writes first.
+	DrainEvents int `json:"drain_events"`
+	// Sweep: every batch size with every window, open loop at SweepRate
+	// bookings/s for SweepDuration.
+	SweepBatchSizes []int      `json:"sweep_batch_sizes"`
+	SweepWindows    []Duration `json:"sweep_windows"`
+	SweepRate       float64    `json:"sweep_rate"`
+	SweepDuration   Duration   `json:"sweep_duration"`
+	// WarmUp is how many transactions warm each fresh container up.
+	WarmUp int `json:"warm_up_transactions"`
+	// CrashBookings is how many bookings a crash run aims for; it is
+	// killed half way.
+	CrashBookings int           `json:"crash_bookings"`
+	DrainTimeout  Duration      `json:"drain_timeout"`
+	ModeTimeout   Duration      `json:"mode_timeout"`
+	Endpoint      string        `json:"dynamodb_endpoint"`
+	RelayBin      string        `json:"relay_bin,omitempty"`
+	KeepTables    bool          `json:"keep_tables"`
+	Progress      time.Duration `json:"-"`
+	Log           io.Writer     `json:"-"`
 }
 
 // Duration marshals as a Go duration string.
@@ -50,95 +64,48 @@ type Duration time.Duration
 // MarshalText implements encoding.TextMarshaler.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
-// env is what every mode shares.
+// env is what every scenario shares.
 type env struct {
-	cfg         Config
-	clients     *dynamo.Clients
-	db          *countingDB
-	tables      dynamo.Tables
-	floorOutbox string
-	proxy       *ddbProxy
-	relayBin    string
-	hc          *http.Client
-	runID       string
+	cfg        Config
+	image      string
+	relayBin   string
+	bookingBin string
+	hc         *http.Client
+	runID      string
 }
 
-// Run sets up DynamoDB, the tables and the relay binary, runs the rounds
-// and returns the report.
+// Run builds the binaries, runs the modes in rounds and then the relay
+// capacity scenarios, and returns the report.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
-	endpoint := cfg.Endpoint
-	if endpoint == "" {
-		image := defaultImage
-		if v := os.Getenv("DYNAMODB_LOCAL_IMAGE"); v != "" {
-			image = v
-		}
-		fmt.Fprintf(cfg.Log, "bench: starting DynamoDB Local container %s\n", image)
-		c, err := tcdynamodb.Run(ctx, image, testcontainers.WithCmdArgs("-inMemory", "-sharedDb"))
-		if c != nil {
-			defer func() { _ = testcontainers.TerminateContainer(c) }()
-		}
-		if err != nil {
-			return nil, fmt.Errorf("start DynamoDB Local container %s: %w", image, err)
-		}
-		hostPort, err := c.ConnectionString(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("container endpoint: %w", err)
-		}
-		endpoint = "http://" + hostPort
-	}
-	cfg.Endpoint = endpoint
-
-	clients, err := dynamo.NewClients(ctx, dynamo.Config{Endpoint: endpoint})
-	if err != nil {
-		return nil, err
-	}
-	runID := time.Now().UTC().Format("20060102-150405") + "-" + uuid.NewString()[:8]
-	prefix := "bench-" + runID + "-"
 	e := &env{
-		cfg:     cfg,
-		clients: clients,
-		db:      &countingDB{db: clients.DB},
-		tables: dynamo.Tables{
-			Outbox: prefix + "Outbox", Bookings: prefix + "Bookings", State: prefix + "State",
-		},
-		floorOutbox: prefix + "FloorOutbox",
-		runID:       runID,
+		cfg:   cfg,
+		image: imageName(),
+		runID: time.Now().UTC().Format("20060102-150405") + "-" + uuid.NewString()[:8],
 		hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 			MaxIdleConns: 2 * cfg.Concurrency, MaxIdleConnsPerHost: 2 * cfg.Concurrency, IdleConnTimeout: 30 * time.Second,
 		}},
 	}
-	fmt.Fprintf(cfg.Log, "bench: DynamoDB at %s, tables %s*\n", endpoint, prefix)
-	if err := dynamo.EnsureTables(ctx, clients.DB, e.tables); err != nil {
+	if cfg.Endpoint != "" {
+		fmt.Fprintf(cfg.Log, "bench: sharing DynamoDB at %s between every run: DynamoDB Local slows down as stream records pile up, so later runs are slower; leave -dynamodb-endpoint empty for a fresh container per run\n", cfg.Endpoint)
+	} else {
+		fmt.Fprintf(cfg.Log, "bench: a fresh DynamoDB Local container (%s) per run\n", e.image)
+	}
+	dir, err := os.MkdirTemp("", "ddboutbox-bench")
+	if err != nil {
 		return nil, err
 	}
-	// The floor's outbox-shaped table: the same schema (stream, pending
-	// index, TTL) as the real one, but no relay reads it.
-	floor := e.tables
-	floor.Outbox = e.floorOutbox
-	if err := dynamo.EnsureTables(ctx, clients.DB, floor); err != nil {
-		return nil, err
-	}
-	if !cfg.KeepTables {
-		defer e.deleteTables()
-	}
-
-	if contains(cfg.Modes, ModeOutbox) {
-		e.relayBin = cfg.RelayBin
-		if e.relayBin == "" {
-			dir, err := os.MkdirTemp("", "ddboutbox-bench")
-			if err != nil {
-				return nil, err
-			}
-			defer os.RemoveAll(dir)
-			fmt.Fprintln(cfg.Log, "bench: building ./cmd/relay")
-			if e.relayBin, err = buildRelay(ctx, dir); err != nil {
-				return nil, err
-			}
-		}
-		if e.proxy, err = startProxy(endpoint); err != nil {
+	defer os.RemoveAll(dir)
+	if e.relayBin = cfg.RelayBin; e.relayBin == "" {
+		fmt.Fprintln(cfg.Log, "bench: building ./cmd/relay")
+		if e.relayBin, err = buildCmd(ctx, dir, "relay"); err != nil {
 			return nil, err
 		}
-		defer e.proxy.close()
+	}
+	if contains(cfg.Modes, ModeBookingHTTP) {
+		fmt.Fprintln(cfg.Log, "bench: building ./cmd/booking")
+		if e.bookingBin, err = buildCmd(ctx, dir, "booking"); err != nil {
+			return nil, err
+		}
 	}
 
 	rep := &Report{
@@ -161,17 +128,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	rep.summarize()
-	return rep, nil
-}
-
-func (e *env) deleteTables() {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, t := range []string{e.tables.Outbox, e.tables.Bookings, e.tables.State, e.floorOutbox} {
-		if _, err := e.clients.DB.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(t)}); err != nil {
-			fmt.Fprintf(e.cfg.Log, "bench: delete table %s: %v\n", t, err)
-		}
+	if err := e.runCapacity(ctx, rep); err != nil {
+		return rep, err
 	}
+	rep.evaluate()
+	return rep, nil
 }
 
 // Result is one mode's figures in one round.
@@ -206,12 +167,14 @@ type Result struct {
 	// RelayRequests are all of the relay's DynamoDB requests by operation.
 	RelayRequests map[string]int `json:"relay_requests,omitempty"`
 	// RelayMetrics are the relay's counters from /metrics before SIGTERM.
-	RelayMetrics       map[string]float64 `json:"relay_metrics,omitempty"`
-	WritesPerEvent     float64            `json:"ddb_write_requests_per_event"`
-	WriteItemsPerEvent float64            `json:"ddb_write_items_per_event"`
-	Lost               int                `json:"lost"`
-	Duplicates         int                `json:"duplicates"`
-	AnalyticsErrors    int                `json:"analytics_errors,omitempty"`
+	RelayMetrics map[string]float64 `json:"relay_metrics,omitempty"`
+	// Relay is the relay process's CPU time and peak RSS before SIGTERM.
+	Relay              *procUsage `json:"relay_process,omitempty"`
+	WritesPerEvent     float64    `json:"ddb_write_requests_per_event"`
+	WriteItemsPerEvent float64    `json:"ddb_write_items_per_event"`
+	Lost               int        `json:"lost"`
+	Duplicates         int        `json:"duplicates"`
+	AnalyticsErrors    int        `json:"analytics_errors,omitempty"`
 }
 
 func (r Result) oneLine() string {
@@ -225,50 +188,34 @@ func (r Result) oneLine() string {
 	return s
 }
 
-// runMode runs one mode once: set-up, the bookings, the drain, the count.
+// runMode runs one mode once on a fresh stack: set-up, the bookings, the
+// drain, the count.
 func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(e.cfg.ModeTimeout))
 	defer cancel()
 	res := Result{Mode: mode, Round: round + 1, Position: pos, Bookings: e.cfg.Bookings}
+	label := fmt.Sprintf("round %d/%d %s", round+1, e.cfg.Rounds, mode)
 
+	st, err := e.newStack(ctx, usesRelay(mode))
+	if err != nil {
+		return res, err
+	}
+	defer st.close()
 	var (
-		sk    *sink
-		rp    *relayProc
-		q     *memQueue
-		op    bookingOp
-		label = fmt.Sprintf("round %d/%d %s", round+1, e.cfg.Rounds, mode)
+		sk *sink
+		rp *relayProc
+		bp *bookingProc
+		q  *memQueue
+		op bookingOp
 	)
 	if hasAnalytics(mode) {
-		var err error
 		if sk, err = startSink(time.Duration(e.cfg.SinkLatency)); err != nil {
 			return res, err
 		}
 		defer sk.close()
 	}
-	switch mode {
-	case ModePutOnly:
-		op = putOnlyOp(e.db, e.tables.Bookings)
-	case ModeTxnFloor:
-		op = txnFloorOp(e.db, e.tables.Bookings, e.floorOutbox)
-	case ModeSyncDualWrite:
-		op = syncDualWriteOp(e.db, e.tables.Bookings, e.hc, sk.url)
-	case ModeMemoryQueue:
-		q = startMemQueue(e.hc, sk.url)
-		defer func() {
-			if q != nil {
-				q.close()
-			}
-		}()
-		op = memoryQueueOp(e.db, e.tables.Bookings, q)
-	case ModeOutbox:
-		e.proxy.snapshot() // forget what an earlier relay did
-		var err error
-		rp, err = startRelay(ctx, relaySettings{
-			bin: e.relayBin, ddbEndpoint: e.proxy.url, sinkURL: sk.url,
-			owner: "bench-" + e.runID, tables: e.tables,
-			batchSize: e.cfg.BatchSize, batchWindow: time.Duration(e.cfg.BatchWindow),
-		})
-		if err != nil {
+	if usesRelay(mode) {
+		if rp, err = e.startRelay(ctx, st, sk.url, e.cfg.BatchSize, time.Duration(e.cfg.BatchWindow)); err != nil {
 			return res, err
 		}
 		defer func() {
@@ -276,84 +223,61 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 				_ = rp.stop(30 * time.Second)
 			}
 		}()
-		op = outboxOp(&outbox.Writer{DB: e.db, Table: e.tables.Outbox}, e.tables.Bookings)
+	}
+	switch mode {
+	case ModePutOnly:
+		op = putOnlyOp(st.db, st.tables.Bookings)
+	case ModeTxnFloor:
+		op = txnFloorOp(st.db, st.tables.Bookings, st.tables.Outbox)
+	case ModeSyncDualWrite:
+		op = syncDualWriteOp(st.db, st.tables.Bookings, e.hc, sk.url)
+	case ModeMemoryQueue:
+		q = startMemQueue(e.hc, sk.url)
+		defer func() {
+			if q != nil {
+				q.close()
+			}
+		}()
+		op = memoryQueueOp(st.db, st.tables.Bookings, q)
+	case ModeOutbox:
+		op = outboxOp(&outbox.Writer{DB: st.db, Table: st.tables.Outbox}, st.tables.Bookings)
+	case ModeBookingHTTP:
+		if bp, err = startBooking(ctx, e.bookingBin, st); err != nil {
+			return res, err
+		}
+		defer bp.stop(10 * time.Second)
+		op = bookingHTTPOp(e.hc, bp.url)
 	default:
 		return res, fmt.Errorf("unknown mode %q", mode)
 	}
-	e.db.reset()
+	st.db.reset()
+	st.proxySnapshot() // count the relay's requests from here on
 
-	// The bookings: Concurrency closed-loop workers, each booking bounded
-	// by its own timeout.
-	var (
-		next      atomic.Int64
-		done      atomic.Int64
-		mu        sync.Mutex
-		latencies = make([]time.Duration, 0, e.cfg.Bookings)
-		commits   = make(map[string]time.Time, e.cfg.Bookings)
-		errs      int
-		firstErr  error
-		aErrs     int
-		wg        sync.WaitGroup
-	)
-	stopProgress := e.progress(label, &done, sk)
-	start := time.Now()
-	for range e.cfg.Concurrency {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= e.cfg.Bookings || ctx.Err() != nil {
-					return
-				}
-				octx, ocancel := context.WithTimeout(ctx, 30*time.Second)
-				t0 := time.Now()
-				c, err := op(octx, i)
-				lat := time.Since(t0)
-				ocancel()
-				done.Add(1)
-				mu.Lock()
-				switch {
-				case err != nil:
-					errs++
-					if firstErr == nil {
-						firstErr = err
-					}
-				default:
-					latencies = append(latencies, lat)
-					if c.eventID != "" {
-						commits[c.eventID] = c.committedAt
-					}
-					if c.analyticsErr != nil {
-						aErrs++
-					}
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	wall := time.Since(start)
+	var n loadCounters
+	stopProgress := e.progress(label, e.cfg.Bookings, &n, sk)
+	lo := runLoad(ctx, op, loadSpec{workers: e.cfg.Concurrency, count: e.cfg.Bookings}, &n)
 	if err := ctx.Err(); err != nil {
 		stopProgress()
 		return res, fmt.Errorf("bookings did not finish within -mode-timeout: %w", err)
 	}
-	res.Committed = len(latencies)
-	res.Errors, res.AnalyticsErrors = errs, aErrs
-	if firstErr != nil {
-		res.FirstErr = firstErr.Error()
+	res.Committed = len(lo.latencies)
+	res.Errors, res.AnalyticsErrors = lo.errs, lo.analyticsErrs
+	if lo.firstErr != nil {
+		res.FirstErr = lo.firstErr.Error()
 	}
-	res.WallS = wall.Seconds()
-	res.PerSecond = float64(res.Committed) / wall.Seconds()
-	res.Booking = summarize(latencies)
-	res.AppWrites = int(e.db.requests.Load())
-	res.AppWriteItems = int(e.db.items.Load())
+	res.WallS = lo.wall.Seconds()
+	res.PerSecond = lo.perSecond()
+	res.Booking = summarize(lo.latencies)
+	res.AppWrites = int(st.db.requests.Load())
+	res.AppWriteItems = int(st.db.items.Load())
+	if bp != nil {
+		// The booking process writes through its own client: count its
+		// transactions as the in-process modes' are counted.
+		res.AppWrites, res.AppWriteItems = res.Committed, 2*res.Committed
+	}
 
 	if sk != nil {
-		// Drain: wait, bounded, for every committed event to arrive.
-		deadline := time.Now().Add(time.Duration(e.cfg.DrainTimeout))
-		for sk.received() < len(commits) && time.Now().Before(deadline) && ctx.Err() == nil {
-			time.Sleep(50 * time.Millisecond)
-		}
-		res.DrainS = time.Since(start.Add(wall)).Seconds()
+		res.DrainS = sk.waitForAll(ctx, lo.commits, time.Duration(e.cfg.DrainTimeout)).Seconds()
 	}
 	stopProgress()
 
@@ -364,16 +288,19 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 		q = nil
 		res.AnalyticsErrors += dropped
 	case rp != nil:
-		m, err := e.waitMarked(ctx, rp, sk.received())
+		m, err := waitMarked(ctx, rp, sk.received())
 		if err != nil {
 			fmt.Fprintf(e.cfg.Log, "bench: %s: relay metrics: %v\n", label, err)
 		}
 		res.RelayMetrics = m
+		if u, err := rp.usage(); err == nil {
+			res.Relay = &u
+		}
 		if err := rp.stop(30 * time.Second); err != nil {
 			fmt.Fprintf(e.cfg.Log, "bench: %s: relay stop: %v\n", label, err)
 		}
 		rp = nil
-		res.RelayRequests, res.RelayWrites = e.proxy.snapshot()
+		res.RelayRequests, res.RelayWrites = st.proxySnapshot()
 		for _, n := range res.RelayWrites {
 			relayWrites += n
 		}
@@ -382,33 +309,57 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 		res.WritesPerEvent = float64(res.AppWrites+relayWrites) / float64(res.Committed)
 		res.WriteItemsPerEvent = float64(res.AppWriteItems+relayWrites) / float64(res.Committed)
 	}
-
 	if sk != nil {
-		arrived := sk.arrivals()
-		e2e := make([]time.Duration, 0, len(commits))
-		for id, at := range commits {
-			got, ok := arrived[id]
-			if !ok {
-				res.Lost++
-				continue
-			}
-			e2e = append(e2e, got.Sub(at))
-		}
-		l := summarize(e2e)
-		res.EndToEnd = &l
+		e2e, lost := endToEnd(lo.commits, sk.arrivals())
+		res.EndToEnd, res.Lost = &e2e, lost
 		st := sk.srv.Stats()
 		res.Duplicates = st.Duplicates
 		res.EndpointRequests = st.Requests + st.Rejected
-		if len(commits) > 0 {
-			res.EndpointRequestsPer1k = float64(res.EndpointRequests) * 1000 / float64(len(commits))
+		if len(lo.commits) > 0 {
+			res.EndpointRequestsPer1k = float64(res.EndpointRequests) * 1000 / float64(len(lo.commits))
 		}
 	}
 	return res, nil
 }
 
+// endToEnd is the commit -> first arrival latency of every committed event
+// that arrived, and how many did not.
+func endToEnd(commits, arrived map[string]time.Time) (Latency, int) {
+	lost := 0
+	e2e := make([]time.Duration, 0, len(commits))
+	for key, at := range commits {
+		got, ok := arrived[key]
+		if !ok {
+			lost++
+			continue
+		}
+		e2e = append(e2e, got.Sub(at))
+	}
+	return summarize(e2e), lost
+}
+
+// startRelay starts the relay process on st with the bench's settings.
+func (e *env) startRelay(ctx context.Context, st *stack, sinkURL string, batchSize int, window time.Duration) (*relayProc, error) {
+	return startRelay(ctx, relaySettings{
+		bin: e.relayBin, ddbEndpoint: st.relayEndpoint(), sinkURL: sinkURL,
+		owner: "bench-" + e.runID, tables: st.tables,
+		batchSize: batchSize, batchWindow: window, inFlight: e.cfg.BatchesInFlight,
+	})
+}
+
+// waitFor waits, at most timeout, until want distinct events arrived, and
+// returns how long it waited.
+func (s *sink) waitFor(ctx context.Context, want int, timeout time.Duration) time.Duration {
+	start := time.Now()
+	for s.received() < want && time.Since(start) < timeout && ctx.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
 // waitMarked waits, at most 10 s, until the relay has marked as many
 // events as arrived (delivered + duplicate), then returns its counters.
-func (e *env) waitMarked(ctx context.Context, rp *relayProc, arrived int) (map[string]float64, error) {
+func waitMarked(ctx context.Context, rp *relayProc, arrived int) (map[string]float64, error) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		m, err := rp.metrics(ctx)
@@ -427,7 +378,7 @@ func (e *env) waitMarked(ctx context.Context, rp *relayProc, arrived int) (map[s
 
 // progress prints a line every cfg.Progress until the returned func is
 // called.
-func (e *env) progress(label string, done *atomic.Int64, sk *sink) func() {
+func (e *env) progress(label string, total int, n *loadCounters, sk *sink) func() {
 	if e.cfg.Progress <= 0 {
 		return func() {}
 	}
@@ -444,9 +395,13 @@ func (e *env) progress(label string, done *atomic.Int64, sk *sink) func() {
 				return
 			case <-t.C:
 			}
-			n := done.Load()
-			line := fmt.Sprintf("bench: %s: %d/%d bookings, %.0f/s, %s", label, n, e.cfg.Bookings,
-				float64(n)/time.Since(start).Seconds(), time.Since(start).Round(time.Second))
+			done := n.answered.Load()
+			line := fmt.Sprintf("bench: %s: %d bookings, %.0f/s, %s", label, done,
+				float64(done)/time.Since(start).Seconds(), time.Since(start).Round(time.Second))
+			if total > 0 {
+				line = fmt.Sprintf("bench: %s: %d/%d bookings, %.0f/s, %s", label, done, total,
+					float64(done)/time.Since(start).Seconds(), time.Since(start).Round(time.Second))
+			}
 			if sk != nil {
 				line += fmt.Sprintf(", %d rows at the endpoint", sk.received())
 			}

@@ -23,20 +23,37 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == crashChildCmd {
+		cli.Main("bench "+crashChildCmd, func(ctx context.Context) error { return crashChild(ctx, os.Args[2:]) })
+		return
+	}
 	var (
 		cfg                                                 Config
-		modes                                               string
+		modes, scenarios, sweepSizes, sweepWindows          string
+		stepDuration, sweepDuration                         time.Duration
 		out                                                 string
 		sinkLatency, batchWindow, drainTimeout, modeTimeout time.Duration
 	)
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.IntVar(&cfg.Bookings, "bookings", 2000, "bookings per mode per round")
-	fs.IntVar(&cfg.Concurrency, "concurrency", 16, "bookings in flight (closed-loop workers), the same for every mode")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 4, "bookings in flight (closed-loop workers), the same for every mode; the default stays below DynamoDB Local's saturation on a 2-core machine, so that latency is the request path's, not queueing (the saturation scenario ramps it)")
 	fs.IntVar(&cfg.Rounds, "rounds", 3, "rounds; the mode order rotates by one each round and medians are reported")
 	fs.StringVar(&modes, "modes", strings.Join(AllModes, ","), "comma-separated modes: "+strings.Join(AllModes, ", "))
 	fs.DurationVar(&sinkLatency, "sink-latency", 250*time.Millisecond, "latency of the local analytics endpoint's answer to each POST")
 	fs.IntVar(&cfg.BatchSize, "batch-size", relay.DefaultBatchSize, "the relay's -batch-size (outbox mode)")
 	fs.DurationVar(&batchWindow, "batch-window", relay.DefaultBatchWindow, "the relay's -batch-window (outbox mode)")
+	fs.IntVar(&cfg.BatchesInFlight, "batches-in-flight", relay.DefaultBatchesInFlight, "the relay's -batches-in-flight")
+	fs.StringVar(&scenarios, "scenarios", strings.Join(AllScenarios, ","), "relay capacity scenarios run after the modes, comma-separated: "+strings.Join(AllScenarios, ", ")+"; empty runs none")
+	fs.DurationVar(&stepDuration, "saturation-step", 10*time.Second, "saturation: how long each concurrency step runs (and the half-saturation run)")
+	fs.IntVar(&cfg.MaxConcurrency, "saturation-max-concurrency", 128, "saturation: the highest concurrency step (steps double from 1)")
+	fs.IntVar(&cfg.DrainEvents, "drain-events", 100_000, "drain: events written with the relay stopped")
+	fs.StringVar(&sweepSizes, "sweep-batch-sizes", "1,10,100,500,1000", "sweep: relay batch sizes")
+	fs.StringVar(&sweepWindows, "sweep-windows", "0,100ms,1s", "sweep: relay batch windows (0 = no linger)")
+	fs.Float64Var(&cfg.SweepRate, "sweep-rate", 50, "sweep: bookings per second offered (open loop)")
+	fs.DurationVar(&sweepDuration, "sweep-duration", 10*time.Second, "sweep: how long each point offers bookings")
+	fs.IntVar(&cfg.WarmUp, "warm-up", 3000, "two-item transactions that warm each fresh DynamoDB Local container up before it is measured")
+	check := fs.Bool("check", false, "exit 1 if an event delivered by the relay was lost or a booking failed (the CI smoke); targets are reported, never enforced")
+	fs.IntVar(&cfg.CrashBookings, "crash-bookings", 2000, "crash: bookings a run aims for; SIGKILL half way")
 	fs.DurationVar(&drainTimeout, "drain-timeout", 30*time.Second, "after the last booking, how long to wait for every committed event at the endpoint before counting the rest lost")
 	fs.DurationVar(&modeTimeout, "mode-timeout", 10*time.Minute, "bound on one mode's run (bookings, drain and relay stop)")
 	fs.StringVar(&out, "out", "", "write the JSON report here, e.g. cmd/bench/results/latest.json (empty = print only)")
@@ -50,18 +67,30 @@ func main() {
 		}
 		cfg.SinkLatency, cfg.BatchWindow = Duration(sinkLatency), Duration(batchWindow)
 		cfg.DrainTimeout, cfg.ModeTimeout = Duration(drainTimeout), Duration(modeTimeout)
+		cfg.StepDuration, cfg.SweepDuration = Duration(stepDuration), Duration(sweepDuration)
 		cfg.Log = os.Stderr
 		var err error
-		if cfg.Modes, err = parseModes(modes); err != nil {
-			return cli.Usage(err)
+		if cfg.Modes, err = parseList(modes, AllModes); err != nil {
+			return cli.Usage(fmt.Errorf("-modes: %w", err))
+		}
+		if cfg.Scenarios, err = parseList(scenarios, AllScenarios); err != nil {
+			return cli.Usage(fmt.Errorf("-scenarios: %w", err))
+		}
+		if cfg.SweepBatchSizes, err = parseInts(sweepSizes); err != nil {
+			return cli.Usage(fmt.Errorf("-sweep-batch-sizes: %w", err))
+		}
+		if cfg.SweepWindows, err = parseDurations(sweepWindows); err != nil {
+			return cli.Usage(fmt.Errorf("-sweep-windows: %w", err))
 		}
 		if err := validate(cfg); err != nil {
 			return cli.Usage(err)
 		}
 		rep, err := Run(ctx, cfg)
-		if rep != nil && len(rep.Runs) > 0 {
-			if rep.Summary == nil {
-				rep.summarize() // interrupted: report what ran
+		if rep != nil {
+			if err != nil {
+				// Interrupted or failed: report what ran.
+				rep.summarize()
+				rep.evaluate()
 			}
 			rep.Print(os.Stdout)
 			if out != "" {
@@ -71,30 +100,40 @@ func main() {
 				fmt.Fprintf(os.Stderr, "bench: wrote %s\n", out)
 			}
 		}
+		if err == nil && *check {
+			if problems := rep.problems(); len(problems) > 0 {
+				return fmt.Errorf("check failed:\n  %s", strings.Join(problems, "\n  "))
+			}
+			fmt.Fprintln(os.Stderr, "bench: check passed: no booking errors, no relay-delivered event lost")
+		}
 		return err
 	})
 }
 
-func parseModes(s string) ([]string, error) {
-	var modes []string
-	seen := map[string]bool{}
-	for _, m := range strings.Split(s, ",") {
-		m = strings.TrimSpace(m)
-		if m == "" {
-			continue
+// parseList reads a comma-separated subset of known, in the given order,
+// without repeats. An empty list is allowed.
+func parseList(s string, known []string) ([]string, error) {
+	var out []string
+	for _, v := range splitList(s) {
+		if !contains(known, v) {
+			return nil, fmt.Errorf("unknown %q; choose from %s", v, strings.Join(known, ", "))
 		}
-		if !contains(AllModes, m) {
-			return nil, fmt.Errorf("unknown mode %q; modes are %s", m, strings.Join(AllModes, ", "))
-		}
-		if !seen[m] {
-			seen[m] = true
-			modes = append(modes, m)
+		if !contains(out, v) {
+			out = append(out, v)
 		}
 	}
-	if len(modes) == 0 {
-		return nil, fmt.Errorf("-modes names no mode")
+	return out, nil
+}
+
+// splitList splits a comma-separated list, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
 	}
-	return modes, nil
+	return out
 }
 
 func validate(c Config) error {
@@ -109,8 +148,20 @@ func validate(c Config) error {
 		return fmt.Errorf("-sink-latency must not be negative")
 	case c.BatchSize < 1 || c.BatchSize > 10_000:
 		return fmt.Errorf("-batch-size %d must be between 1 and 10000", c.BatchSize)
-	case c.BatchWindow <= 0, c.DrainTimeout <= 0, c.ModeTimeout <= 0:
-		return fmt.Errorf("-batch-window, -drain-timeout and -mode-timeout must be positive")
+	case c.BatchWindow <= 0, c.DrainTimeout <= 0, c.ModeTimeout <= 0, c.StepDuration <= 0, c.SweepDuration <= 0:
+		return fmt.Errorf("-batch-window, -drain-timeout, -mode-timeout, -saturation-step and -sweep-duration must be positive")
+	case c.BatchesInFlight < 1 || c.BatchesInFlight > 64:
+		return fmt.Errorf("-batches-in-flight %d must be between 1 and 64", c.BatchesInFlight)
+	case c.MaxConcurrency < 1 || c.MaxConcurrency > 1024:
+		return fmt.Errorf("-saturation-max-concurrency %d must be between 1 and 1024", c.MaxConcurrency)
+	case c.WarmUp < 0:
+		return fmt.Errorf("-warm-up must not be negative")
+	case c.DrainEvents < 1, c.CrashBookings < 2:
+		return fmt.Errorf("-drain-events must be at least 1 and -crash-bookings at least 2")
+	case c.SweepRate <= 0 || c.SweepRate > 10_000:
+		return fmt.Errorf("-sweep-rate %g must be above 0 and at most 10000", c.SweepRate)
+	case len(c.Modes) == 0 && len(c.Scenarios) == 0:
+		return fmt.Errorf("-modes and -scenarios name nothing to run")
 	}
 	return nil
 }

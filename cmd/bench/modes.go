@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -28,15 +29,21 @@ const (
 	ModeSyncDualWrite = "sync-dual-write"
 	ModeMemoryQueue   = "memory-queue"
 	ModeOutbox        = "outbox"
+	// ModeBookingHTTP is outbox behind HTTP: cmd/booking as a separate
+	// process, called over loopback, with the relay delivering.
+	ModeBookingHTTP = "booking-http"
 )
 
 // AllModes lists every mode in its default order.
-var AllModes = []string{ModePutOnly, ModeTxnFloor, ModeSyncDualWrite, ModeMemoryQueue, ModeOutbox}
+var AllModes = []string{ModePutOnly, ModeTxnFloor, ModeSyncDualWrite, ModeMemoryQueue, ModeOutbox, ModeBookingHTTP}
 
 // hasAnalytics says whether a mode delivers events to the endpoint.
 func hasAnalytics(mode string) bool {
-	return mode == ModeSyncDualWrite || mode == ModeMemoryQueue || mode == ModeOutbox
+	return mode == ModeSyncDualWrite || mode == ModeMemoryQueue || usesRelay(mode)
 }
+
+// usesRelay says whether the relay delivers a mode's events.
+func usesRelay(mode string) bool { return mode == ModeOutbox || mode == ModeBookingHTTP }
 
 // memoryQueueFlush is how often the memory-queue worker POSTs its queue.
 const memoryQueueFlush = 2 * time.Second
@@ -63,9 +70,10 @@ type reservedPayload struct {
 
 // commit is the outcome of one booking.
 type commit struct {
-	// eventID is set when the booking committed and has an event to
-	// deliver; committedAt is when the write was acknowledged.
-	eventID     string
+	// key is set when the booking committed and has an event to deliver:
+	// its event_id, or aggregateKey of the booking id; committedAt is when
+	// the write was acknowledged.
+	key         string
 	committedAt time.Time
 	// analyticsErr is a failure to hand the event on after the booking
 	// committed (sync-dual-write's POST).
@@ -75,9 +83,10 @@ type commit struct {
 // bookingOp makes booking number i the way a mode's handler would.
 type bookingOp func(ctx context.Context, i int) (commit, error)
 
-// newBooking is booking i and its BookingReserved event (one clock for
-// both, as cmd/booking does).
-func newBooking(i int, withEvent bool) (booking, outbox.Event, error) {
+// newBookingWrite is booking i's conditional Put, as cmd/booking builds
+// it, and with withEvent its BookingReserved event (one clock for both, as
+// cmd/booking does).
+func newBookingWrite(table string, i int, withEvent bool) (*types.Put, outbox.Event, error) {
 	now := time.Now().UTC()
 	b := booking{
 		BookingID: uuid.Must(uuid.NewV7()).String(),
@@ -86,31 +95,32 @@ func newBooking(i int, withEvent bool) (booking, outbox.Event, error) {
 		Status:    "RESERVED",
 		CreatedAt: now.Format(time.RFC3339Nano),
 	}
-	if !withEvent {
-		return b, outbox.Event{}, nil
-	}
-	ev, err := outbox.NewEvent("BookingReserved", "Booking", b.BookingID, reservedPayload{
-		BookingID: b.BookingID, UserID: b.UserID, SessionID: b.SessionID, Status: b.Status,
-	})
-	if err != nil {
-		return b, ev, err
-	}
-	ev.OccurredAt = now
-	return b, ev, nil
-}
-
-// bookingPut is the conditional Put of b, as cmd/booking builds it.
-func bookingPut(table string, b booking) (*types.Put, error) {
 	item, err := attributevalue.MarshalMap(b)
 	if err != nil {
-		return nil, fmt.Errorf("encode booking: %w", err)
+		return nil, outbox.Event{}, fmt.Errorf("encode booking: %w", err)
 	}
-	return &types.Put{
+	put := &types.Put{
 		TableName:                aws.String(table),
 		Item:                     item,
 		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
 		ExpressionAttributeNames: map[string]string{"#pk": dynamo.BookingsKey},
-	}, nil
+	}
+	if !withEvent {
+		return put, outbox.Event{}, nil
+	}
+	ev, err := newReservedEvent(b)
+	if err != nil {
+		return nil, ev, err
+	}
+	ev.OccurredAt = now
+	return put, ev, nil
+}
+
+// newReservedEvent is b's BookingReserved event.
+func newReservedEvent(b booking) (outbox.Event, error) {
+	return outbox.NewEvent("BookingReserved", "Booking", b.BookingID, reservedPayload{
+		BookingID: b.BookingID, UserID: b.UserID, SessionID: b.SessionID, Status: b.Status,
+	})
 }
 
 func putItem(ctx context.Context, db *countingDB, p *types.Put) error {
@@ -124,11 +134,7 @@ func putItem(ctx context.Context, db *countingDB, p *types.Put) error {
 // putOnlyOp: the booking PutItem alone.
 func putOnlyOp(db *countingDB, bookings string) bookingOp {
 	return func(ctx context.Context, i int) (commit, error) {
-		b, _, err := newBooking(i, false)
-		if err != nil {
-			return commit{}, err
-		}
-		p, err := bookingPut(bookings, b)
+		p, _, err := newBookingWrite(bookings, i, false)
 		if err != nil {
 			return commit{}, err
 		}
@@ -142,11 +148,7 @@ func putOnlyOp(db *countingDB, bookings string) bookingOp {
 // skipped is the Writer's validation and error classification.
 func txnFloorOp(db *countingDB, bookings, floorOutbox string) bookingOp {
 	return func(ctx context.Context, i int) (commit, error) {
-		b, ev, err := newBooking(i, true)
-		if err != nil {
-			return commit{}, err
-		}
-		p, err := bookingPut(bookings, b)
+		p, ev, err := newBookingWrite(bookings, i, true)
 		if err != nil {
 			return commit{}, err
 		}
@@ -171,7 +173,7 @@ func txnFloorOp(db *countingDB, bookings, floorOutbox string) bookingOp {
 // putBooking is what sync-dual-write and memory-queue share: the booking's
 // PutItem, and the row its analytics event would be.
 func putBooking(ctx context.Context, db *countingDB, bookings string, i int) (commit, []byte, error) {
-	b, ev, err := newBooking(i, true)
+	p, ev, err := newBookingWrite(bookings, i, true)
 	if err != nil {
 		return commit{}, nil, err
 	}
@@ -179,14 +181,10 @@ func putBooking(ctx context.Context, db *countingDB, bookings string, i int) (co
 	if err != nil {
 		return commit{}, nil, err
 	}
-	p, err := bookingPut(bookings, b)
-	if err != nil {
-		return commit{}, nil, err
-	}
 	if err := putItem(ctx, db, p); err != nil {
 		return commit{}, nil, err
 	}
-	return commit{eventID: ev.ID, committedAt: time.Now()}, row, nil
+	return commit{key: ev.ID, committedAt: time.Now()}, row, nil
 }
 
 // syncDualWriteOp: PutItem, then POST the one row to the endpoint inside
@@ -219,11 +217,7 @@ func memoryQueueOp(db *countingDB, bookings string, q *memQueue) bookingOp {
 // outboxOp: ddboutbox, exactly as cmd/booking's handler calls it.
 func outboxOp(w *outbox.Writer, bookings string) bookingOp {
 	return func(ctx context.Context, i int) (commit, error) {
-		b, ev, err := newBooking(i, true)
-		if err != nil {
-			return commit{}, err
-		}
-		p, err := bookingPut(bookings, b)
+		p, ev, err := newBookingWrite(bookings, i, true)
 		if err != nil {
 			return commit{}, err
 		}
@@ -233,27 +227,54 @@ func outboxOp(w *outbox.Writer, bookings string) bookingOp {
 		}); err != nil {
 			return commit{}, err
 		}
-		return commit{eventID: ev.ID, committedAt: time.Now()}, nil
+		return commit{key: ev.ID, committedAt: time.Now()}, nil
+	}
+}
+
+// bookingHTTPOp: POST /bookings to cmd/booking, as a client would.
+func bookingHTTPOp(hc *http.Client, baseURL string) bookingOp {
+	return func(ctx context.Context, i int) (commit, error) {
+		body := fmt.Sprintf(`{"user_id":"u-%d","session_id":"s-%d"}`, i%1000, i%50)
+		resp, err := postJSON(ctx, hc, baseURL+"/bookings", []byte(body))
+		if err != nil {
+			return commit{}, err
+		}
+		var created struct {
+			BookingID string `json:"booking_id"`
+		}
+		if err := json.Unmarshal(resp, &created); err != nil || created.BookingID == "" {
+			return commit{}, fmt.Errorf("booking service answered %q", resp)
+		}
+		return commit{key: aggregateKey(created.BookingID), committedAt: time.Now()}, nil
 	}
 }
 
 // post sends body to url and requires a 2xx answer.
 func post(ctx context.Context, hc *http.Client, url string, body []byte) error {
+	_, err := postJSON(ctx, hc, url, body)
+	return err
+}
+
+// postJSON sends body to url, requires a 2xx answer and returns its body.
+func postJSON(ctx context.Context, hc *http.Client, url string, body []byte) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := hc.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("endpoint answered %d", resp.StatusCode)
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	if resp.StatusCode/100 != 2 {
+		return b, fmt.Errorf("%s answered %d", url, resp.StatusCode)
+	}
+	return b, nil
 }
 
 // memQueue is the quick fix: an unbounded in-memory queue that a

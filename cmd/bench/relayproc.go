@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,41 +20,45 @@ import (
 	"github.com/ddboutbox/ddboutbox/dynamo"
 )
 
-// buildRelay builds ./cmd/relay into dir and returns the binary's path.
-func buildRelay(ctx context.Context, dir string) (string, error) {
-	bin := filepath.Join(dir, "relay")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/ddboutbox/ddboutbox/cmd/relay")
+// buildCmd builds ./cmd/<name> into dir and returns the binary's path.
+func buildCmd(ctx context.Context, dir, name string) (string, error) {
+	bin := filepath.Join(dir, name)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/ddboutbox/ddboutbox/cmd/"+name)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("build relay (run from the module, or pass -relay-bin): %w", err)
+		return "", fmt.Errorf("build %s (run from the module, or pass -relay-bin): %w", name, err)
 	}
 	return bin, nil
 }
 
-// relayProc is the relay binary running as a separate process.
-type relayProc struct {
-	cmd         *exec.Cmd
-	metricsAddr string
-	done        chan struct{}
-	err         error
+// proc is one of our binaries running as a separate process, serving
+// /readyz and /metrics on addr.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	addr string
+	done chan struct{}
+	err  error
 }
+
+// relayProc is the relay process.
+type relayProc = proc
 
 // relaySettings is what the bench passes to the relay.
 type relaySettings struct {
 	bin, ddbEndpoint, sinkURL, owner string
 	tables                           dynamo.Tables
-	batchSize                        int
+	batchSize, inFlight              int
 	batchWindow                      time.Duration
 }
 
-// startRelay execs the relay and waits until its /readyz answers 200
-// (stream found, DynamoDB answering), at most 30 s.
+// startRelay execs the relay and waits until it is ready.
 func startRelay(ctx context.Context, s relaySettings) (*relayProc, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	args := []string{
+	return startProc(ctx, "relay", s.bin, addr,
 		"-dynamodb-endpoint", s.ddbEndpoint,
 		"-outbox-table", s.tables.Outbox,
 		"-bookings-table", s.tables.Bookings,
@@ -64,21 +67,53 @@ func startRelay(ctx context.Context, s relaySettings) (*relayProc, error) {
 		"-sink-profile", "generic",
 		"-batch-size", strconv.Itoa(s.batchSize),
 		"-batch-window", s.batchWindow.String(),
+		"-batches-in-flight", strconv.Itoa(s.inFlight),
 		"-metrics-addr", addr,
 		"-owner", s.owner,
 		"-start-position", "trim_horizon",
 		"-log-level", "warn",
+	)
+}
+
+// bookingProc is cmd/booking; url is its base URL.
+type bookingProc struct {
+	*proc
+	url string
+}
+
+// startBooking execs cmd/booking on st's tables and waits until it is
+// ready.
+func startBooking(ctx context.Context, bin string, st *stack) (*bookingProc, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
 	}
-	cmd := exec.Command(s.bin, args...)
-	out := &prefixWriter{prefix: "relay: "}
+	p, err := startProc(ctx, "booking", bin, addr,
+		"-addr", addr,
+		"-dynamodb-endpoint", st.endpoint,
+		"-outbox-table", st.tables.Outbox,
+		"-bookings-table", st.tables.Bookings,
+		"-log-level", "warn",
+	)
+	if err != nil {
+		return nil, err
+	}
+	return &bookingProc{proc: p, url: "http://" + addr}, nil
+}
+
+// startProc execs bin and waits until http://addr/readyz answers 200, at
+// most 30 s.
+func startProc(ctx context.Context, name, bin, addr string, args ...string) (*proc, error) {
+	cmd := exec.Command(bin, args...)
+	out := &prefixWriter{prefix: name + ": "}
 	cmd.Stdout, cmd.Stderr = out, out
-	// Give the relay its own process group, so that a Ctrl-C on the bench
+	// Give the child its own process group, so that a Ctrl-C on the bench
 	// does not reach it before the bench stops it with SIGTERM.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start relay %s: %w", s.bin, err)
+		return nil, fmt.Errorf("start %s %s: %w", name, bin, err)
 	}
-	p := &relayProc{cmd: cmd, metricsAddr: addr, done: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, addr: addr, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)
@@ -87,7 +122,7 @@ func startRelay(ctx context.Context, s relaySettings) (*relayProc, error) {
 	for {
 		select {
 		case <-p.done:
-			return nil, fmt.Errorf("relay exited before it was ready: %v", p.err)
+			return nil, fmt.Errorf("%s exited before it was ready: %v", name, p.err)
 		case <-ctx.Done():
 			p.stop(5 * time.Second)
 			return nil, ctx.Err()
@@ -98,14 +133,14 @@ func startRelay(ctx context.Context, s relaySettings) (*relayProc, error) {
 		}
 		if time.Now().After(deadline) {
 			p.stop(5 * time.Second)
-			return nil, errors.New("relay not ready within 30s")
+			return nil, fmt.Errorf("%s not ready within 30s", name)
 		}
 	}
 }
 
 // stop sends SIGTERM and waits up to grace for a clean exit (the relay
 // flushes, marks and checkpoints what it holds), then kills it.
-func (p *relayProc) stop(grace time.Duration) error {
+func (p *proc) stop(grace time.Duration) error {
 	select {
 	case <-p.done:
 		return p.err
@@ -118,16 +153,22 @@ func (p *relayProc) stop(grace time.Duration) error {
 	case <-time.After(grace):
 		_ = p.cmd.Process.Kill()
 		<-p.done
-		return fmt.Errorf("relay did not stop within %s after SIGTERM; killed", grace)
+		return fmt.Errorf("%s did not stop within %s after SIGTERM; killed", p.name, grace)
 	}
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *proc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
 }
 
 // metrics scrapes the relay's counters (names without the
 // ddboutbox_relay_ prefix, labels folded into the name).
-func (p *relayProc) metrics(ctx context.Context) (map[string]float64, error) {
-	code, body := httpGet(ctx, "http://"+p.metricsAddr+"/metrics")
+func (p *proc) metrics(ctx context.Context) (map[string]float64, error) {
+	code, body := httpGet(ctx, "http://"+p.addr+"/metrics")
 	if code != http.StatusOK {
-		return nil, fmt.Errorf("relay /metrics answered %d", code)
+		return nil, fmt.Errorf("%s /metrics answered %d", p.name, code)
 	}
 	return parseCounters(body, "ddboutbox_relay_"), nil
 }
@@ -209,4 +250,50 @@ func (w *prefixWriter) Write(p []byte) (int, error) {
 		w.buf = w.buf[:0]
 	}
 	return len(p), nil
+}
+
+// procUsage is what the kernel says of a process: CPU time used so far
+// and peak resident set (VmHWM).
+type procUsage struct {
+	CPUSeconds float64 `json:"cpu_s"`
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+}
+
+// usage reads the process's CPU time and peak RSS from /proc (Linux
+// only).
+func (p *proc) usage() (procUsage, error) {
+	return readProcUsage(p.cmd.Process.Pid)
+}
+
+func readProcUsage(pid int) (procUsage, error) {
+	var u procUsage
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return u, err
+	}
+	// Fields after the command name, which is in parentheses and may hold
+	// spaces: utime and stime are the 12th and 13th of them, in clock ticks.
+	rest := string(stat)
+	if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+		rest = rest[i+1:]
+	}
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return u, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	const ticks = 100 // USER_HZ, 100 on every Linux the bench runs on
+	u.CPUSeconds = (utime + stime) / ticks
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return u, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			u.PeakRSSMiB = kb / 1024
+		}
+	}
+	return u, nil
 }

@@ -27,6 +27,18 @@ type Report struct {
 	Summary []ModeSummary `json:"summary"`
 	// Ratios compare each mode's medians with a baseline mode's.
 	Ratios []RatioRow `json:"ratios"`
+	// Capacity is what the relay capacity scenarios measured.
+	Capacity Capacity `json:"capacity"`
+	// Targets are issue #5's targets against the figures above.
+	Targets []Target `json:"targets"`
+}
+
+// Target is one target and whether this run met it.
+type Target struct {
+	Name     string `json:"name"`
+	Want     string `json:"want"`
+	Measured string `json:"measured"`
+	Met      bool   `json:"met"`
 }
 
 // ModeSummary is one mode's figures over the rounds.
@@ -89,6 +101,13 @@ var baselines = []string{ModePutOnly, ModeTxnFloor, ModeSyncDualWrite}
 func methods() map[string]string {
 	return map[string]string{
 		"rounds":             "the modes run in several rounds, in an order rotated by one each round; each figure is the median over the rounds, with min and max",
+		"dynamodb":           "every mode run and every scenario gets a fresh DynamoDB Local container (testcontainers-go, -inMemory -sharedDb), warmed up with -warm-up two-item transactions on a table without a stream: DynamoDB Local slows down as stream records pile up (writes to a second stream-enabled table fall to ~40 items/s once another stream holds ~100,000 records), so a shared instance would make each figure depend on what ran before it",
+		"booking-http":       "cmd/booking as a separate process (built by the bench), POST /bookings over loopback from the same closed-loop workers; its DynamoDB writes are counted as one two-item transaction per committed booking; the relay delivers",
+		"saturation":         "outbox bookings closed loop at concurrency 1, 2, 4, ... for -saturation-step each, with the relay running on the same DynamoDB Local, until the booking rate rose less than 5% twice; committed and delivered counts sampled every second; delivered/s and backlog growth are least-squares slopes over the step's samples",
+		"half_saturation":    "open loop at half the highest booking rate of the ramp for -saturation-step, same relay; end-to-end latency as for the modes",
+		"drain":              "-drain-events BookingReserved items written with BatchWriteItem (the items outbox.Writer stores) while no relay runs; then the relay starts; drain time is relay start to every event counted DELIVERED in its /metrics; peak RSS is the relay's VmHWM from /proc",
+		"sweep":              "one DynamoDB Local; per batch size and window a relay is started, bookings are offered open loop at -sweep-rate for -sweep-duration, and its end-to-end p99 and endpoint requests per event are taken after every event arrived; window 0 runs the relay with -batch-window 1ms",
+		"crash":              "the bench re-executes itself as a child process making -crash-bookings bookings (memory-queue or outbox) and printing each acknowledged commit; at half of them the child (and, for outbox, the relay) gets SIGKILL; the outbox relay is then restarted; lost = acknowledged commits whose row never arrived",
 		"bookings_per_s":     "committed bookings / wall time from the first booking started to the last one answered, Concurrency closed-loop workers",
 		"booking_latency":    "time of one booking as its handler would see it: building the items and event, the DynamoDB write(s) and, for sync-dual-write, the POST; nearest-rank percentiles",
 		"end_to_end_latency": "commit acknowledged to the handler -> first arrival of the row at the local endpoint (noted before the endpoint's latency); nearest-rank percentiles",
@@ -97,9 +116,9 @@ func methods() map[string]string {
 		"ddb_write_items":    "as ddb_write_requests, but a TransactWriteItems counts its items (2)",
 		"lost":               "committed events not received at the endpoint within -drain-timeout after the last booking",
 		"duplicates":         "rows the endpoint stored whose event_id it had already stored (endpoint.Stats.Duplicates)",
-		"relay":              "the relay binary runs as a separate process per outbox run against the same DynamoDB (through the counting proxy) and the same endpoint; started and ready (/readyz) before the bookings, stopped with SIGTERM after every row arrived and was marked",
+		"relay":              "the relay binary runs as a separate process per run against the same DynamoDB (through the counting proxy) and the same endpoint, with -sink-profile generic and the bench's -batch-size, -batch-window and -batches-in-flight; started and ready (/readyz) before the bookings, stopped with SIGTERM after every row arrived and was marked",
 		"ratios":             "median of the mode / median of the baseline",
-		"txn-floor":          "raw TransactWriteItems of the booking and the same outbox item outbox.Writer sends, into an outbox-shaped table (stream, index, TTL) that no relay reads",
+		"txn-floor":          "raw TransactWriteItems of the booking and the same outbox item outbox.Writer sends, into the run's outbox table (stream, index, TTL); no relay runs",
 		"memory-queue":       "PutItem, then append to an in-process slice; a worker POSTs all of it as one JSON array every 2s; a failed POST drops its rows",
 		"client_settings":    "every mode writes through the same dynamo.NewClients client",
 		"endpoint":           "the endpoint (cmd/analytics-sink/endpoint, no profile) runs in the bench process; the relay runs with -sink-profile generic",
@@ -226,6 +245,7 @@ func (rep *Report) Print(w io.Writer) {
 			fmt.Fprintf(w, " (relay metrics: delivered %.0f, duplicate %.0f)\n", r.RelayMetrics["events_delivered_total"], r.RelayMetrics["events_duplicate_total"])
 		}
 	}
+	rep.printCapacity(w)
 	fmt.Fprintln(w, "\nmethod: see \"methods\" in the JSON (-out); write requests per event include the relay's marks, leases and checkpoints, counted by a proxy.")
 }
 

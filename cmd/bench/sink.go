@@ -29,14 +29,21 @@ type sink struct {
 	url  string
 
 	mu      sync.Mutex
-	arrived map[string]time.Time
+	arrived map[string]time.Time // event_id -> first arrival
+	// byAggregate is the first arrival of a row per aggregate_id, under
+	// aggregateKey: booking-http only learns the booking id.
+	byAggregate map[string]time.Time
 }
+
+// aggregateKey is the commit key of a booking known by its id only.
+func aggregateKey(id string) string { return "aggregate:" + id }
 
 // startSink serves a fresh endpoint on a free loopback port.
 func startSink(latency time.Duration) (*sink, error) {
 	s := &sink{
-		srv:     endpoint.New(endpoint.Options{Latency: latency}),
-		arrived: make(map[string]time.Time),
+		srv:         endpoint.New(endpoint.Options{Latency: latency}),
+		arrived:     make(map[string]time.Time),
+		byAggregate: make(map[string]time.Time),
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -70,7 +77,8 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // ignored.
 func (s *sink) note(at time.Time, body []byte) {
 	type row struct {
-		EventID string `json:"event_id"`
+		EventID     string `json:"event_id"`
+		AggregateID string `json:"aggregate_id"`
 	}
 	var rows []row
 	if err := json.Unmarshal(body, &rows); err != nil {
@@ -88,14 +96,22 @@ func (s *sink) note(at time.Time, body []byte) {
 		if _, ok := s.arrived[r.EventID]; !ok && r.EventID != "" {
 			s.arrived[r.EventID] = at
 		}
+		if k := aggregateKey(r.AggregateID); r.AggregateID != "" {
+			if _, ok := s.byAggregate[k]; !ok {
+				s.byAggregate[k] = at
+			}
+		}
 	}
 }
 
-// arrivals returns a copy of the first-arrival times.
+// arrivals returns a copy of the first-arrival times, by event_id and by
+// aggregateKey.
 func (s *sink) arrivals() map[string]time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return maps.Clone(s.arrived)
+	all := maps.Clone(s.arrived)
+	maps.Copy(all, s.byAggregate)
+	return all
 }
 
 // received is how many distinct event ids have arrived.
@@ -111,4 +127,34 @@ func (s *sink) close() {
 	if err := s.http.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		_ = s.http.Close()
 	}
+}
+
+// waitForAll waits, at most timeout, until every key of commits arrived,
+// and returns how long it waited.
+func (s *sink) waitForAll(ctx context.Context, commits map[string]time.Time, timeout time.Duration) time.Duration {
+	start := time.Now()
+	for time.Since(start) < timeout && ctx.Err() == nil {
+		if s.missing(commits) == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// missing is how many keys of commits have not arrived.
+func (s *sink) missing(commits map[string]time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for k := range commits {
+		_, ok := s.arrived[k]
+		if !ok {
+			_, ok = s.byAggregate[k]
+		}
+		if !ok {
+			n++
+		}
+	}
+	return n
 }

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSlope(t *testing.T) {
+	tests := []struct {
+		name   string
+		xs, ys []float64
+		want   float64
+	}{
+		{"rising", []float64{0, 1, 2, 3}, []float64{10, 12, 14, 16}, 2},
+		{"flat sawtooth", []float64{0, 1, 2, 3, 4, 5}, []float64{0, 100, 0, 100, 0, 100}, 150 / 17.5}, // a small slope, not the 100-step
+		{"falling", []float64{1, 2, 3}, []float64{9, 6, 3}, -3},
+		{"one point", []float64{1}, []float64{5}, 0},
+		{"no spread in x", []float64{2, 2}, []float64{1, 3}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := slope(tt.xs, tt.ys); math.Abs(got-tt.want) > 1e-9 {
+				t.Errorf("slope = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseLists(t *testing.T) {
+	known := []string{"a", "b", "c"}
+	tests := []struct {
+		in      string
+		want    []string
+		wantErr string
+	}{
+		{"a,c", []string{"a", "c"}, ""},
+		{" c , a ,c,", []string{"c", "a"}, ""},
+		{"", nil, ""},
+		{"a,x", nil, `unknown "x"`},
+	}
+	for _, tt := range tests {
+		got, err := parseList(tt.in, known)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("parseList(%q) error = %v, want %q", tt.in, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("parseList(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+	if got, err := parseInts("1, 10,500"); err != nil || !slices.Equal(got, []int{1, 10, 500}) {
+		t.Errorf("parseInts = %v, %v", got, err)
+	}
+	for _, bad := range []string{"0", "-1", "x"} {
+		if _, err := parseInts(bad); err == nil {
+			t.Errorf("parseInts(%q) accepted", bad)
+		}
+	}
+	if got, err := parseDurations("0,100ms,1s"); err != nil || !slices.Equal(got, []Duration{0, Duration(100 * time.Millisecond), Duration(time.Second)}) {
+		t.Errorf("parseDurations = %v, %v", got, err)
+	}
+	if _, err := parseDurations("-1s"); err == nil {
+		t.Error("parseDurations accepted a negative duration")
+	}
+}
+
+func TestEndToEndCountsLostAndLatency(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	commits := map[string]time.Time{"a": t0, "b": t0, "c": t0}
+	arrived := map[string]time.Time{"a": t0.Add(100 * time.Millisecond), "c": t0.Add(300 * time.Millisecond), "z": t0}
+	l, lost := endToEnd(commits, arrived)
+	if lost != 1 || l.N != 2 || l.P50 != 100 || l.Max != 300 {
+		t.Errorf("endToEnd = %+v, lost %d; want n 2, p50 100, max 300, lost 1", l, lost)
+	}
+}
+
+func TestReadProcUsageOfSelf(t *testing.T) {
+	// Burn some CPU so that the reading cannot be zero.
+	x := 0
+	for i := range 50_000_000 {
+		x ^= i
+	}
+	u, err := readProcUsage(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.PeakRSSMiB <= 1 || u.PeakRSSMiB > 4096 {
+		t.Errorf("peak RSS %.1f MiB, want a plausible size", u.PeakRSSMiB)
+	}
+	if u.CPUSeconds <= 0 {
+		t.Errorf("CPU %.2fs (x=%d), want > 0", u.CPUSeconds, x)
+	}
+}
+
+func TestEvaluateJudgesTargets(t *testing.T) {
+	rep := &Report{Config: Config{BatchSize: 500, BatchWindow: Duration(time.Second)}}
+	rep.Summary = []ModeSummary{
+		{Mode: ModeTxnFloor, Figures: map[string]Spread{"booking_p50_ms": {Median: 10}, "booking_p99_ms": {Median: 50}, "bookings_per_s": {Median: 200}}},
+		{Mode: ModeOutbox, Figures: map[string]Spread{"booking_p50_ms": {Median: 11}, "booking_p99_ms": {Median: 60}}},
+		{Mode: ModeSyncDualWrite, Figures: map[string]Spread{"booking_p50_ms": {Median: 260}}},
+	}
+	rep.Capacity.Drain = &Drain{Events: 1000, EventsPerS: 500, Relay: procUsage{PeakRSSMiB: 70}}
+	rep.Capacity.HalfLoad = &HalfLoad{EndToEnd: Latency{P99: 1400}}
+	rep.Capacity.Crash = []CrashResult{{Mode: ModeMemoryQueue, Lost: 40}, {Mode: ModeOutbox, Lost: 0}}
+	rep.evaluate()
+	got := map[string]bool{}
+	for _, tg := range rep.Targets {
+		got[tg.Name] = tg.Met
+	}
+	want := map[string]bool{
+		"outbox booking p50 / txn-floor":              true,  // 1.10x
+		"outbox booking p99 / txn-floor":              false, // 1.20x
+		"outbox booking p50 / sync-dual-write":        true,  // 0.042x
+		"end-to-end p99 at half saturation":           true,  // 1.4s <= 1.5s
+		"backlog drain rate / txn-floor booking rate": true,  // 2.5x
+		"relay peak RSS draining 1000 events":         false, // 70 MiB
+		"outbox events lost after SIGKILL":            true,
+	}
+	for name, met := range want {
+		if g, ok := got[name]; !ok || g != met {
+			t.Errorf("target %q: met=%v (present %v), want %v", name, g, ok, met)
+		}
+	}
+	if len(rep.Targets) != len(want) {
+		t.Errorf("%d targets, want %d (no saturation ran): %+v", len(rep.Targets), len(want), rep.Targets)
+	}
+}

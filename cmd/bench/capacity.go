@@ -1,0 +1,520 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/ddboutbox/ddboutbox/outbox"
+)
+
+// The relay capacity scenarios.
+const (
+	ScenarioSaturation = "saturation"
+	ScenarioDrain      = "drain"
+	ScenarioSweep      = "sweep"
+	ScenarioCrash      = "crash"
+)
+
+// AllScenarios lists every scenario in the order they run.
+var AllScenarios = []string{ScenarioSaturation, ScenarioDrain, ScenarioSweep, ScenarioCrash}
+
+// Capacity is what the relay capacity scenarios measured.
+type Capacity struct {
+	Saturation *Saturation   `json:"saturation,omitempty"`
+	HalfLoad   *HalfLoad     `json:"half_saturation,omitempty"`
+	Drain      *Drain        `json:"drain,omitempty"`
+	Sweep      []SweepPoint  `json:"batch_sweep,omitempty"`
+	Crash      []CrashResult `json:"crash,omitempty"`
+}
+
+// Step is one concurrency step of the saturation ramp.
+type Step struct {
+	Concurrency    int     `json:"concurrency"`
+	WallS          float64 `json:"wall_s"`
+	BookingsPerS   float64 `json:"bookings_per_s"`
+	DeliveredPerS  float64 `json:"delivered_per_s"`
+	BookingP50     float64 `json:"booking_p50_ms"`
+	BookingP99     float64 `json:"booking_p99_ms"`
+	BacklogStart   int     `json:"backlog_start"`
+	BacklogEnd     int     `json:"backlog_end"`
+	BacklogMax     int     `json:"backlog_max"`
+	BacklogSlope   float64 `json:"backlog_slope_per_s"`
+	Requests       int     `json:"endpoint_requests"`
+	RequestsPerEvt float64 `json:"endpoint_requests_per_event"`
+	Errors         int     `json:"errors"`
+}
+
+// Sample is the backlog at one instant of the ramp.
+type Sample struct {
+	AtS       float64 `json:"at_s"`
+	Committed int     `json:"committed"`
+	Delivered int     `json:"delivered"`
+	Backlog   int     `json:"backlog"`
+}
+
+// Saturation is the ramp: its steps, the saturated one, and the backlog
+// sampled every second throughout.
+type Saturation struct {
+	Steps []Step `json:"steps"`
+	// At is the index in Steps of the highest booking rate.
+	At      int      `json:"saturated_step"`
+	Backlog []Sample `json:"backlog"`
+}
+
+// HalfLoad is the open-loop run at half the saturated booking rate, for
+// the end-to-end latency target.
+type HalfLoad struct {
+	Rate     float64 `json:"bookings_per_s_offered"`
+	Achieved float64 `json:"bookings_per_s"`
+	Events   int     `json:"events"`
+	EndToEnd Latency `json:"end_to_end_latency"`
+	Lost     int     `json:"lost"`
+}
+
+// Drain is the backlog drain: DrainEvents written with the relay stopped,
+// then the relay started.
+type Drain struct {
+	Events        int                `json:"events"`
+	LoadS         float64            `json:"load_s"`
+	DrainS        float64            `json:"drain_s"`
+	EventsPerS    float64            `json:"events_per_s"`
+	Relay         procUsage          `json:"relay_process"`
+	RelayRequests map[string]int     `json:"relay_requests"`
+	Requests      int                `json:"endpoint_requests"`
+	Lost          int                `json:"lost"`
+	Duplicates    int                `json:"duplicates"`
+	RelayMetrics  map[string]float64 `json:"relay_metrics"`
+}
+
+// SweepPoint is one batch size and window of the sweep.
+type SweepPoint struct {
+	BatchSize      int      `json:"batch_size"`
+	Window         Duration `json:"batch_window"`
+	Events         int      `json:"events"`
+	EndToEnd       Latency  `json:"end_to_end_latency"`
+	Requests       int      `json:"endpoint_requests"`
+	RequestsPerEvt float64  `json:"endpoint_requests_per_event"`
+	Lost           int      `json:"lost"`
+	DrainS         float64  `json:"drain_s"`
+}
+
+// runCapacity runs the scenarios cfg.Scenarios names.
+func (e *env) runCapacity(ctx context.Context, rep *Report) error {
+	for _, sc := range e.cfg.Scenarios {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var err error
+		switch sc {
+		case ScenarioSaturation:
+			rep.Capacity.Saturation, rep.Capacity.HalfLoad, err = e.saturation(ctx)
+		case ScenarioDrain:
+			rep.Capacity.Drain, err = e.drain(ctx)
+		case ScenarioSweep:
+			rep.Capacity.Sweep, err = e.sweep(ctx)
+		case ScenarioCrash:
+			rep.Capacity.Crash, err = e.crash(ctx)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", sc, err)
+		}
+	}
+	return nil
+}
+
+// relayRun is a stack with an endpoint and a relay on it.
+type relayRun struct {
+	st *stack
+	sk *sink
+	rp *relayProc
+}
+
+func (e *env) startRelayRun(ctx context.Context, batchSize int, window time.Duration) (*relayRun, error) {
+	st, err := e.newStack(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	sk, err := startSink(time.Duration(e.cfg.SinkLatency))
+	if err != nil {
+		st.close()
+		return nil, err
+	}
+	r := &relayRun{st: st, sk: sk}
+	if r.rp, err = e.startRelay(ctx, st, sk.url, batchSize, window); err != nil {
+		r.close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *relayRun) close() {
+	if r.rp != nil {
+		_ = r.rp.stop(30 * time.Second)
+	}
+	r.sk.close()
+	r.st.close()
+}
+
+// saturation ramps closed-loop outbox bookings with the relay running,
+// then offers half the saturated rate open loop.
+func (e *env) saturation(ctx context.Context) (*Saturation, *HalfLoad, error) {
+	r, err := e.startRelayRun(ctx, e.cfg.BatchSize, time.Duration(e.cfg.BatchWindow))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer r.close()
+	op := outboxOp(&outbox.Writer{DB: r.st.db, Table: r.st.tables.Outbox}, r.st.tables.Bookings)
+
+	sat := &Saturation{}
+	var committed atomic.Int64 // over the whole ramp
+	start := time.Now()
+	var mu sync.Mutex
+	sample := func() Sample {
+		c, d := int(committed.Load()), r.sk.received()
+		return Sample{AtS: time.Since(start).Seconds(), Committed: c, Delivered: d, Backlog: c - d}
+	}
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopSampling:
+				return
+			case <-t.C:
+				s := sample()
+				mu.Lock()
+				sat.Backlog = append(sat.Backlog, s)
+				mu.Unlock()
+			}
+		}
+	}()
+	best := 0.0
+	for c := 1; c <= e.cfg.MaxConcurrency; c *= 2 {
+		var n loadCounters
+		label := fmt.Sprintf("saturation, concurrency %d", c)
+		stopProgress := e.progress(label, 0, &n, r.sk)
+		before, reqBefore := sample(), r.sk.srv.Stats().Requests
+		stepStart := time.Since(start).Seconds()
+		lo := runLoad(ctx, countCommits(op, &committed), loadSpec{workers: c, duration: time.Duration(e.cfg.StepDuration)}, &n)
+		stopProgress()
+		if err := ctx.Err(); err != nil {
+			close(stopSampling)
+			<-sampled
+			return sat, nil, err
+		}
+		after, reqAfter := sample(), r.sk.srv.Stats().Requests
+		delivered := after.Delivered - before.Delivered
+		st := Step{
+			Concurrency: c, WallS: lo.wall.Seconds(), BookingsPerS: lo.perSecond(),
+			DeliveredPerS: float64(delivered) / lo.wall.Seconds(),
+			BacklogStart:  before.Backlog, BacklogEnd: after.Backlog,
+			Requests: reqAfter - reqBefore, Errors: lo.errs,
+		}
+		if delivered > 0 {
+			st.RequestsPerEvt = float64(st.Requests) / float64(delivered)
+		}
+		lat := summarize(lo.latencies)
+		st.BookingP50, st.BookingP99 = lat.P50, lat.P99
+		// Rates and growth are least-squares slopes over the step's
+		// one-second samples: deliveries come in batches, so a difference
+		// of two instants would depend on where they fall in the cycle.
+		mu.Lock()
+		var xs, backlog, deliveredAt []float64
+		for _, s := range sat.Backlog {
+			if s.AtS >= stepStart {
+				xs = append(xs, s.AtS)
+				backlog = append(backlog, float64(s.Backlog))
+				deliveredAt = append(deliveredAt, float64(s.Delivered))
+				st.BacklogMax = max(st.BacklogMax, s.Backlog)
+			}
+		}
+		mu.Unlock()
+		st.BacklogSlope = slope(xs, backlog)
+		if len(xs) >= 3 {
+			st.DeliveredPerS = slope(xs, deliveredAt)
+		}
+		sat.Steps = append(sat.Steps, st)
+		fmt.Fprintf(e.cfg.Log, "bench: saturation: concurrency %3d: %7.1f bookings/s, relay %7.1f delivered/s, backlog %d -> %d (slope %+.1f/s), p99 %.0fms\n",
+			c, st.BookingsPerS, st.DeliveredPerS, st.BacklogStart, st.BacklogEnd, st.BacklogSlope, st.BookingP99)
+		if st.BookingsPerS > best {
+			best, sat.At = st.BookingsPerS, len(sat.Steps)-1
+		}
+		// The rate stopped rising: one more step confirms it.
+		if len(sat.Steps) >= 3 && st.BookingsPerS < 1.05*sat.Steps[len(sat.Steps)-2].BookingsPerS &&
+			sat.Steps[len(sat.Steps)-2].BookingsPerS < 1.05*sat.Steps[len(sat.Steps)-3].BookingsPerS {
+			break
+		}
+	}
+	close(stopSampling)
+	<-sampled
+
+	// Let the ramp's backlog drain, then offer half the saturated rate.
+	r.sk.waitFor(ctx, int(committed.Load()), time.Duration(e.cfg.DrainTimeout))
+	half := &HalfLoad{Rate: best / 2}
+	var n loadCounters
+	stopProgress := e.progress("half saturation", 0, &n, r.sk)
+	lo := runLoad(ctx, op, loadSpec{workers: 4 * e.cfg.MaxConcurrency, rate: half.Rate, duration: time.Duration(e.cfg.StepDuration)}, &n)
+	r.sk.waitForAll(ctx, lo.commits, time.Duration(e.cfg.DrainTimeout))
+	stopProgress()
+	half.Achieved, half.Events = lo.perSecond(), len(lo.commits)
+	half.EndToEnd, half.Lost = endToEnd(lo.commits, r.sk.arrivals())
+	fmt.Fprintf(e.cfg.Log, "bench: half saturation: %.1f bookings/s offered, e2e p50 %.0fms p99 %.0fms, lost %d\n",
+		half.Rate, half.EndToEnd.P50, half.EndToEnd.P99, half.Lost)
+	return sat, half, ctx.Err()
+}
+
+// countCommits counts op's successful bookings into n.
+func countCommits(op bookingOp, n *atomic.Int64) bookingOp {
+	return func(ctx context.Context, i int) (commit, error) {
+		c, err := op(ctx, i)
+		if err == nil {
+			n.Add(1)
+		}
+		return c, err
+	}
+}
+
+// slope is the least-squares slope of ys over xs (0 with fewer than two
+// points).
+func slope(xs, ys []float64) float64 {
+	n := float64(len(xs))
+	if n < 2 {
+		return 0
+	}
+	var sx, sy, sxx, sxy float64
+	for i := range xs {
+		sx += xs[i]
+		sy += ys[i]
+		sxx += xs[i] * xs[i]
+		sxy += xs[i] * ys[i]
+	}
+	d := n*sxx - sx*sx
+	if d == 0 {
+		return 0
+	}
+	return (n*sxy - sx*sy) / d
+}
+
+// drain writes DrainEvents outbox events with no relay running, then
+// starts the relay and times it until every event is marked DELIVERED.
+func (e *env) drain(ctx context.Context) (*Drain, error) {
+	st, err := e.newStack(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	defer st.close()
+	sk, err := startSink(time.Duration(e.cfg.SinkLatency))
+	if err != nil {
+		return nil, err
+	}
+	defer sk.close()
+
+	d := &Drain{Events: e.cfg.DrainEvents}
+	t0 := time.Now()
+	ids, err := e.loadBacklog(ctx, st, e.cfg.DrainEvents)
+	if err != nil {
+		return nil, err
+	}
+	d.LoadS = time.Since(t0).Seconds()
+	fmt.Fprintf(e.cfg.Log, "bench: drain: %d events written in %.1fs; starting the relay\n", len(ids), d.LoadS)
+
+	t0 = time.Now()
+	rp, err := e.startRelay(ctx, st, sk.url, e.cfg.BatchSize, time.Duration(e.cfg.BatchWindow))
+	if err != nil {
+		return nil, err
+	}
+	defer rp.stop(30 * time.Second)
+	want := float64(len(ids))
+	for last := time.Now(); ; {
+		m, err := rp.metrics(ctx)
+		if err == nil && m["events_delivered_total"]+m["events_duplicate_total"] >= want {
+			d.RelayMetrics = m
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return d, err
+		}
+		if time.Since(t0) > time.Duration(e.cfg.ModeTimeout) {
+			return d, fmt.Errorf("relay marked %.0f of %d events within -mode-timeout", m["events_delivered_total"], len(ids))
+		}
+		if e.cfg.Progress > 0 && time.Since(last) >= e.cfg.Progress {
+			last = time.Now()
+			fmt.Fprintf(e.cfg.Log, "bench: drain: %.0f/%d marked, %d at the endpoint, %s\n",
+				m["events_delivered_total"], len(ids), sk.received(), time.Since(t0).Round(time.Second))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	d.DrainS = time.Since(t0).Seconds()
+	d.EventsPerS = want / d.DrainS
+	if u, err := rp.usage(); err == nil {
+		d.Relay = u
+	}
+	if err := rp.stop(30 * time.Second); err != nil {
+		fmt.Fprintf(e.cfg.Log, "bench: drain: relay stop: %v\n", err)
+	}
+	d.RelayRequests, _ = st.proxySnapshot()
+	arrived := sk.arrivals()
+	for _, id := range ids {
+		if _, ok := arrived[id]; !ok {
+			d.Lost++
+		}
+	}
+	ss := sk.srv.Stats()
+	d.Requests, d.Duplicates = ss.Requests+ss.Rejected, ss.Duplicates
+	fmt.Fprintf(e.cfg.Log, "bench: drain: %d events in %.1fs = %.0f events/s, relay peak RSS %.1f MiB, CPU %.1fs, lost %d\n",
+		d.Events, d.DrainS, d.EventsPerS, d.Relay.PeakRSSMiB, d.Relay.CPUSeconds, d.Lost)
+	return d, nil
+}
+
+// loadBacklog writes n BookingReserved outbox items, exactly as
+// outbox.Writer stores them, with BatchWriteItem: the backlog does not
+// need the bookings, only the events in the stream.
+func (e *env) loadBacklog(ctx context.Context, st *stack, n int) ([]string, error) {
+	const perRequest = 25 // BatchWriteItem's limit
+	ids := make([]string, n)
+	var (
+		next  atomic.Int64
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	for range 8 {
+		wg.Go(func() {
+			for {
+				from := int(next.Add(perRequest)) - perRequest
+				if from >= n || ctx.Err() != nil {
+					return
+				}
+				reqs := make([]types.WriteRequest, 0, perRequest)
+				for i := from; i < min(from+perRequest, n); i++ {
+					_, ev, err := newBookingWrite(st.tables.Bookings, i, true)
+					var item map[string]types.AttributeValue
+					if err == nil {
+						item, err = outbox.Item(ev)
+					}
+					if err != nil {
+						mu.Lock()
+						first = err
+						mu.Unlock()
+						return
+					}
+					ids[i] = ev.ID
+					reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: item}})
+				}
+				if err := batchWrite(ctx, st.clients.DB, st.tables.Outbox, reqs); err != nil {
+					mu.Lock()
+					first = err
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return nil, fmt.Errorf("write backlog: %w", first)
+	}
+	return ids, ctx.Err()
+}
+
+// batchWrite writes reqs, resending what DynamoDB leaves unprocessed.
+func batchWrite(ctx context.Context, db *dynamodb.Client, table string, reqs []types.WriteRequest) error {
+	for attempt := 0; len(reqs) > 0; attempt++ {
+		out, err := db.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{table: reqs}})
+		if err != nil {
+			return err
+		}
+		reqs = out.UnprocessedItems[table]
+		if len(reqs) > 0 {
+			if err := sleep(ctx, time.Duration(min(attempt+1, 20))*50*time.Millisecond); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// sweep runs the relay with every batch size and window against an open
+// loop of SweepRate bookings/s for SweepDuration each, on one stack.
+func (e *env) sweep(ctx context.Context) ([]SweepPoint, error) {
+	st, err := e.newStack(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	defer st.close()
+	sk, err := startSink(time.Duration(e.cfg.SinkLatency))
+	if err != nil {
+		return nil, err
+	}
+	defer sk.close()
+	op := outboxOp(&outbox.Writer{DB: st.db, Table: st.tables.Outbox}, st.tables.Bookings)
+	var points []SweepPoint
+	for _, size := range e.cfg.SweepBatchSizes {
+		for _, w := range e.cfg.SweepWindows {
+			window := max(time.Duration(w), time.Millisecond) // the relay's "no linger"
+			rp, err := e.startRelay(ctx, st, sk.url, size, window)
+			if err != nil {
+				return points, err
+			}
+			reqBefore := sk.srv.Stats().Requests
+			var n loadCounters
+			label := fmt.Sprintf("sweep, batch %d, window %s", size, time.Duration(w))
+			stopProgress := e.progress(label, 0, &n, sk)
+			lo := runLoad(ctx, op, loadSpec{workers: 256, rate: e.cfg.SweepRate, duration: time.Duration(e.cfg.SweepDuration)}, &n)
+			drained := sk.waitForAll(ctx, lo.commits, max(time.Duration(e.cfg.DrainTimeout), 3*time.Minute))
+			stopProgress()
+			if err := rp.stop(30 * time.Second); err != nil {
+				fmt.Fprintf(e.cfg.Log, "bench: %s: relay stop: %v\n", label, err)
+			}
+			p := SweepPoint{BatchSize: size, Window: w, Events: len(lo.commits), DrainS: drained.Seconds()}
+			p.EndToEnd, p.Lost = endToEnd(lo.commits, sk.arrivals())
+			p.Requests = sk.srv.Stats().Requests - reqBefore
+			if p.Events > 0 {
+				p.RequestsPerEvt = float64(p.Requests) / float64(p.Events)
+			}
+			points = append(points, p)
+			fmt.Fprintf(e.cfg.Log, "bench: %s: e2e p50 %.0fms p99 %.0fms, %.3f requests/event, lost %d\n",
+				label, p.EndToEnd.P50, p.EndToEnd.P99, p.RequestsPerEvt, p.Lost)
+			if err := ctx.Err(); err != nil {
+				return points, err
+			}
+		}
+	}
+	return points, nil
+}
+
+// parseInts reads a comma-separated list of positive integers.
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range splitList(s) {
+		v, err := strconv.Atoi(f)
+		if err != nil || v < 1 {
+			return nil, fmt.Errorf("%q is not a positive integer", f)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// parseDurations reads a comma-separated list of durations (0 allowed).
+func parseDurations(s string) ([]Duration, error) {
+	var out []Duration
+	for _, f := range splitList(s) {
+		v, err := time.ParseDuration(f)
+		if err != nil || v < 0 {
+			return nil, fmt.Errorf("%q is not a duration", f)
+		}
+		out = append(out, Duration(v))
+	}
+	return out, nil
+}
