@@ -270,7 +270,8 @@ func TestPoisonRowIsIsolatedAndRedriveDeliversIt(t *testing.T) {
 
 	good := slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == bad })
 	e.waitDelivered(good, time.Minute)
-	waitFor(t, 30*time.Second, func() (bool, string) {
+	// Marking trails delivery; on a loaded 2-core machine by tens of seconds.
+	waitFor(t, 90*time.Second, func() (bool, string) {
 		s, _ := e.status(bad)
 		return s == outbox.StatusFailed, fmt.Sprintf("poison event is %s", s)
 	})

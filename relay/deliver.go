@@ -17,6 +17,11 @@ type health struct {
 	misconfigured bool
 	lastConfigLog time.Time
 	pauseUntil    time.Time
+	// After a pause one request probes the endpoint while the other
+	// batches in flight wait for its answer, instead of all of them
+	// hitting an endpoint that just asked for a break.
+	needProbe bool
+	probing   chan struct{} // closed when the probe is answered
 }
 
 func (h *health) succeeded() {
@@ -42,23 +47,58 @@ func (h *health) failed(err error, misconfigured bool, now time.Time) (logNow bo
 }
 
 // pause holds every request to the endpoint until now+d: a Retry-After
-// speaks for the endpoint, not for one batch.
+// speaks for the endpoint, not for one batch. The first request after it
+// is a probe that the others wait for.
 func (h *health) pause(now time.Time, d time.Duration) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if until := now.Add(d); until.After(h.pauseUntil) {
 		h.pauseUntil = until
 	}
+	h.needProbe = true
 }
 
-func (h *health) wait(ctx context.Context) error {
-	h.mu.Lock()
-	d := time.Until(h.pauseUntil)
-	h.mu.Unlock()
-	if d <= 0 {
-		return nil
+// wait blocks until a request may be sent: after any pause, and, when the
+// endpoint is being probed, until the probe was answered. The caller calls
+// done once the request's answer was handled (after any pause it caused).
+func (h *health) wait(ctx context.Context) (done func(), err error) {
+	for {
+		h.mu.Lock()
+		d := time.Until(h.pauseUntil)
+		probing := h.probing
+		switch {
+		case d > 0:
+			h.mu.Unlock()
+			if err := sleep(ctx, d); err != nil {
+				return nil, err
+			}
+			continue
+		case probing != nil:
+			h.mu.Unlock()
+			select {
+			case <-probing:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		case h.needProbe:
+			h.needProbe = false
+			ch := make(chan struct{})
+			h.probing = ch
+			h.mu.Unlock()
+			var once sync.Once
+			return func() {
+				once.Do(func() {
+					h.mu.Lock()
+					h.probing = nil
+					h.mu.Unlock()
+					close(ch)
+				})
+			}, nil
+		}
+		h.mu.Unlock()
+		return func() {}, nil
 	}
-	return sleep(ctx, d)
 }
 
 // ErrNotReady is wrapped by every error Ready returns.
@@ -97,14 +137,19 @@ func (r *Relay) send(ctx context.Context, recs []*record) error {
 	key := idempotencyKey(recs)
 	attempts := 0
 	for try := 0; ; try++ {
-		if err := r.health.wait(ctx); err != nil {
+		done, err := r.health.wait(ctx)
+		if err != nil {
 			return err
 		}
 		r.n.requests.Add(1)
 		t0 := time.Now()
-		err := r.sink.Send(ctx, body, key)
+		err = r.sink.Send(ctx, body, key)
 		r.m.requestSeconds.Observe(time.Since(t0).Seconds())
 		r.m.requests.WithLabelValues(statusLabel(err)).Inc()
+		if ra := retryAfterOf(err); ra > 0 {
+			r.health.pause(time.Now(), ra)
+		}
+		done()
 		if err == nil {
 			r.health.succeeded()
 			r.n.batches.Add(1)
@@ -143,9 +188,6 @@ func (r *Relay) send(ctx context.Context, recs []*record) error {
 				return nil
 			}
 			r.log.Warn("delivery failed, retrying", "rows", len(recs), "attempt", attempts, "err", err)
-		}
-		if ra := retryAfterOf(err); ra > 0 {
-			r.health.pause(time.Now(), ra)
 		}
 		r.n.retries.Add(1)
 		r.m.retries.Inc()

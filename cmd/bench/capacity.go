@@ -129,15 +129,17 @@ func (e *env) runCapacity(ctx context.Context, rep *Report) error {
 	return nil
 }
 
-// relayRun is a stack with an endpoint and a relay on it.
+// relayRun is a stack with an endpoint and, once started, a relay on it.
 type relayRun struct {
 	st *stack
 	sk *sink
 	rp *relayProc
 }
 
-func (e *env) startRelayRun(ctx context.Context, batchSize int, window time.Duration) (*relayRun, error) {
-	st, err := e.newStack(ctx, true)
+// newRelayRun starts a stack (with the counting proxy if proxy) and an
+// endpoint, but no relay.
+func (e *env) newRelayRun(ctx context.Context, proxy bool) (*relayRun, error) {
+	st, err := e.newStack(ctx, proxy)
 	if err != nil {
 		return nil, err
 	}
@@ -146,8 +148,16 @@ func (e *env) startRelayRun(ctx context.Context, batchSize int, window time.Dura
 		st.close()
 		return nil, err
 	}
-	r := &relayRun{st: st, sk: sk}
-	if r.rp, err = e.startRelay(ctx, st, sk.url, batchSize, window); err != nil {
+	return &relayRun{st: st, sk: sk}, nil
+}
+
+// startRelayRun is newRelayRun with the relay started on it.
+func (e *env) startRelayRun(ctx context.Context, batchSize int, window time.Duration) (*relayRun, error) {
+	r, err := e.newRelayRun(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	if r.rp, err = e.startRelay(ctx, r.st, r.sk.url, batchSize, window); err != nil {
 		r.close()
 		return nil, err
 	}
@@ -308,16 +318,12 @@ func slope(xs, ys []float64) float64 {
 // drain writes DrainEvents outbox events with no relay running, then
 // starts the relay and times it until every event is marked DELIVERED.
 func (e *env) drain(ctx context.Context) (*Drain, error) {
-	st, err := e.newStack(ctx, true)
+	r, err := e.newRelayRun(ctx, true)
 	if err != nil {
 		return nil, err
 	}
-	defer st.close()
-	sk, err := startSink(time.Duration(e.cfg.SinkLatency))
-	if err != nil {
-		return nil, err
-	}
-	defer sk.close()
+	defer r.close()
+	st, sk := r.st, r.sk
 
 	d := &Drain{Events: e.cfg.DrainEvents}
 	t0 := time.Now()
@@ -329,11 +335,10 @@ func (e *env) drain(ctx context.Context) (*Drain, error) {
 	fmt.Fprintf(e.cfg.Log, "bench: drain: %d events written in %.1fs; starting the relay\n", len(ids), d.LoadS)
 
 	t0 = time.Now()
-	rp, err := e.startRelay(ctx, st, sk.url, e.cfg.BatchSize, time.Duration(e.cfg.BatchWindow))
-	if err != nil {
+	if r.rp, err = e.startRelay(ctx, st, sk.url, e.cfg.BatchSize, time.Duration(e.cfg.BatchWindow)); err != nil {
 		return nil, err
 	}
-	defer rp.stop(30 * time.Second)
+	rp := r.rp
 	want := float64(len(ids))
 	for last := time.Now(); ; {
 		m, err := rp.metrics(ctx)
@@ -447,16 +452,12 @@ func batchWrite(ctx context.Context, db *dynamodb.Client, table string, reqs []t
 // sweep runs the relay with every batch size and window against an open
 // loop of SweepRate bookings/s for SweepDuration each, on one stack.
 func (e *env) sweep(ctx context.Context) ([]SweepPoint, error) {
-	st, err := e.newStack(ctx, false)
+	r, err := e.newRelayRun(ctx, false)
 	if err != nil {
 		return nil, err
 	}
-	defer st.close()
-	sk, err := startSink(time.Duration(e.cfg.SinkLatency))
-	if err != nil {
-		return nil, err
-	}
-	defer sk.close()
+	defer r.close()
+	st, sk := r.st, r.sk
 	op := outboxOp(&outbox.Writer{DB: st.db, Table: st.tables.Outbox}, st.tables.Bookings)
 	var points []SweepPoint
 	for _, size := range e.cfg.SweepBatchSizes {

@@ -55,24 +55,19 @@ func (e *env) crash(ctx context.Context) ([]CrashResult, error) {
 
 func (e *env) crashOne(ctx context.Context, mode string) (CrashResult, error) {
 	res := CrashResult{Mode: mode, Killed: "booking process"}
-	st, err := e.newStack(ctx, false)
+	r, err := e.newRelayRun(ctx, false)
 	if err != nil {
 		return res, err
 	}
-	defer st.close()
-	sk, err := startSink(time.Duration(e.cfg.SinkLatency))
-	if err != nil {
-		return res, err
-	}
-	defer sk.close()
-	var rp *relayProc
+	defer r.close()
+	st, sk := r.st, r.sk
 	if mode == ModeOutbox {
 		res.Killed = "booking process and relay"
-		if rp, err = e.startRelay(ctx, st, sk.url, e.cfg.BatchSize, time.Duration(e.cfg.BatchWindow)); err != nil {
+		if r.rp, err = e.startRelay(ctx, st, sk.url, e.cfg.BatchSize, time.Duration(e.cfg.BatchWindow)); err != nil {
 			return res, err
 		}
-		defer func() { _ = rp.stop(30 * time.Second) }()
 	}
+	rp := r.rp
 	self, err := os.Executable()
 	if err != nil {
 		return res, err
@@ -114,7 +109,7 @@ func (e *env) crashOne(ctx context.Context, mode string) (CrashResult, error) {
 	}
 	if rp != nil {
 		// The relay comes back, as a supervisor would bring it back.
-		if rp, err = e.startRelay(ctx, st, sk.url, e.cfg.BatchSize, time.Duration(e.cfg.BatchWindow)); err != nil {
+		if r.rp, err = e.startRelay(ctx, st, sk.url, e.cfg.BatchSize, time.Duration(e.cfg.BatchWindow)); err != nil {
 			return res, err
 		}
 		sk.waitForAll(ctx, commits, time.Duration(e.cfg.DrainTimeout))

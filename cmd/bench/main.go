@@ -30,7 +30,7 @@ func main() {
 	var (
 		cfg                                                 Config
 		modes, scenarios, sweepSizes, sweepWindows          string
-		stepDuration, sweepDuration                         time.Duration
+		stepDuration, sweepDuration, modeWarmUp             time.Duration
 		out                                                 string
 		sinkLatency, batchWindow, drainTimeout, modeTimeout time.Duration
 	)
@@ -51,9 +51,10 @@ func main() {
 	fs.StringVar(&sweepWindows, "sweep-windows", "0,100ms,1s", "sweep: relay batch windows (0 = no linger)")
 	fs.Float64Var(&cfg.SweepRate, "sweep-rate", 50, "sweep: bookings per second offered (open loop)")
 	fs.DurationVar(&sweepDuration, "sweep-duration", 10*time.Second, "sweep: how long each point offers bookings")
-	fs.IntVar(&cfg.WarmUp, "warm-up", 3000, "two-item transactions that warm each fresh DynamoDB Local container up before it is measured")
+	fs.IntVar(&cfg.WarmUp, "warm-up", 1000, "two-item transactions, on a table without a stream, that warm each fresh DynamoDB Local container up")
+	fs.DurationVar(&modeWarmUp, "mode-warm-up", 5*time.Second, "how long each mode runs unmeasured on its fresh container before it is measured (0 = no warm-up)")
 	check := fs.Bool("check", false, "exit 1 if an event delivered by the relay was lost or a booking failed (the CI smoke); targets are reported, never enforced")
-	fs.IntVar(&cfg.CrashBookings, "crash-bookings", 2000, "crash: bookings a run aims for; SIGKILL half way")
+	fs.IntVar(&cfg.CrashBookings, "crash-bookings", 5000, "crash: bookings a run aims for; SIGKILL half way")
 	fs.DurationVar(&drainTimeout, "drain-timeout", 30*time.Second, "after the last booking, how long to wait for every committed event at the endpoint before counting the rest lost")
 	fs.DurationVar(&modeTimeout, "mode-timeout", 10*time.Minute, "bound on one mode's run (bookings, drain and relay stop)")
 	fs.StringVar(&out, "out", "", "write the JSON report here, e.g. cmd/bench/results/latest.json (empty = print only)")
@@ -68,6 +69,7 @@ func main() {
 		cfg.SinkLatency, cfg.BatchWindow = Duration(sinkLatency), Duration(batchWindow)
 		cfg.DrainTimeout, cfg.ModeTimeout = Duration(drainTimeout), Duration(modeTimeout)
 		cfg.StepDuration, cfg.SweepDuration = Duration(stepDuration), Duration(sweepDuration)
+		cfg.ModeWarmUp = Duration(modeWarmUp)
 		cfg.Log = os.Stderr
 		var err error
 		if cfg.Modes, err = parseList(modes, AllModes); err != nil {
@@ -154,8 +156,8 @@ func validate(c Config) error {
 		return fmt.Errorf("-batches-in-flight %d must be between 1 and 64", c.BatchesInFlight)
 	case c.MaxConcurrency < 1 || c.MaxConcurrency > 1024:
 		return fmt.Errorf("-saturation-max-concurrency %d must be between 1 and 1024", c.MaxConcurrency)
-	case c.WarmUp < 0:
-		return fmt.Errorf("-warm-up must not be negative")
+	case c.WarmUp < 0, c.ModeWarmUp < 0:
+		return fmt.Errorf("-warm-up and -mode-warm-up must not be negative")
 	case c.DrainEvents < 1, c.CrashBookings < 2:
 		return fmt.Errorf("-drain-events must be at least 1 and -crash-bookings at least 2")
 	case c.SweepRate <= 0 || c.SweepRate > 10_000:
