@@ -24,6 +24,9 @@ func TestConfigValidate(t *testing.T) {
 		{"negative batch size", func(c *Config) { c.BatchSize = -1 }, "batch size"},
 		{"byte cap below an envelope", func(c *Config) { c.BatchBytes = 3 }, "batch bytes"},
 		{"negative window", func(c *Config) { c.BatchWindow = -time.Second }, "batch window"},
+		{"one batch in flight", func(c *Config) { c.BatchesInFlight = 1 }, ""},
+		{"too many batches in flight", func(c *Config) { c.BatchesInFlight = 65 }, "batches in flight"},
+		{"negative batches in flight", func(c *Config) { c.BatchesInFlight = -1 }, "batches in flight"},
 		{"retry max below base", func(c *Config) { c.RetryBase = time.Second; c.RetryMax = time.Millisecond }, "retry max"},
 		{"secret query is not echoed", func(c *Config) { c.SinkURL = "ftp://h/x?key=s3cret" }, "REDACTED"},
 	}
@@ -51,7 +54,8 @@ func TestConfigValidate(t *testing.T) {
 func TestConfigDefaults(t *testing.T) {
 	c := Config{}.WithDefaults()
 	if c.BatchSize != 500 || c.BatchBytes != 1<<20 || c.BatchWindow != time.Second || c.SinkFormat != FormatArray ||
-		c.DeliveredTTL != 7*24*time.Hour || c.Tables.Outbox != "Outbox" || c.Tables.State != "OutboxRelayState" {
+		c.DeliveredTTL != 7*24*time.Hour || c.Tables.Outbox != "Outbox" || c.Tables.State != "OutboxRelayState" ||
+		c.BatchesInFlight != 4 || c.PollInterval != 250*time.Millisecond {
 		t.Fatalf("defaults %+v", c)
 	}
 }
