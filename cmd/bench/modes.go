@@ -12,12 +12,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/google/uuid"
 
-	"github.com/ddboutbox/ddboutbox/dynamo"
+	"github.com/ddboutbox/ddboutbox/cmd/booking/bookings"
 	"github.com/ddboutbox/ddboutbox/outbox"
 	"github.com/ddboutbox/ddboutbox/relay"
 )
@@ -51,23 +50,6 @@ const memoryQueueFlush = 2 * time.Second
 // maxRowsPerPost is the endpoint's rows-per-request cap (Power BI's).
 const maxRowsPerPost = 10_000
 
-// booking is the stored booking, the same shape as cmd/booking's.
-type booking struct {
-	BookingID string `dynamodbav:"booking_id"`
-	UserID    string `dynamodbav:"user_id"`
-	SessionID string `dynamodbav:"session_id"`
-	Status    string `dynamodbav:"status"`
-	CreatedAt string `dynamodbav:"created_at"`
-}
-
-// reservedPayload is the BookingReserved payload, as cmd/booking sends it.
-type reservedPayload struct {
-	BookingID string `json:"booking_id"`
-	UserID    string `json:"user_id"`
-	SessionID string `json:"session_id"`
-	Status    string `json:"status"`
-}
-
 // commit is the outcome of one booking.
 type commit struct {
 	// key is set when the booking committed and has an event to deliver:
@@ -83,44 +65,23 @@ type commit struct {
 // bookingOp makes booking number i the way a mode's handler would.
 type bookingOp func(ctx context.Context, i int) (commit, error)
 
-// newBookingWrite is booking i's conditional Put, as cmd/booking builds
-// it, and with withEvent its BookingReserved event (one clock for both, as
-// cmd/booking does).
+// newBookingWrite is booking i's conditional Put and, with withEvent, its
+// BookingReserved event, built by the same functions cmd/booking uses.
 func newBookingWrite(table string, i int, withEvent bool) (*types.Put, outbox.Event, error) {
 	now := time.Now().UTC()
-	b := booking{
+	b := bookings.Booking{
 		BookingID: uuid.Must(uuid.NewV7()).String(),
 		UserID:    "u-" + strconv.Itoa(i%1000),
 		SessionID: "s-" + strconv.Itoa(i%50),
-		Status:    "RESERVED",
+		Status:    bookings.StatusReserved,
 		CreatedAt: now.Format(time.RFC3339Nano),
 	}
-	item, err := attributevalue.MarshalMap(b)
-	if err != nil {
-		return nil, outbox.Event{}, fmt.Errorf("encode booking: %w", err)
+	put, err := bookings.PutNew(table, b)
+	if err != nil || !withEvent {
+		return put, outbox.Event{}, err
 	}
-	put := &types.Put{
-		TableName:                aws.String(table),
-		Item:                     item,
-		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
-		ExpressionAttributeNames: map[string]string{"#pk": dynamo.BookingsKey},
-	}
-	if !withEvent {
-		return put, outbox.Event{}, nil
-	}
-	ev, err := newReservedEvent(b)
-	if err != nil {
-		return nil, ev, err
-	}
-	ev.OccurredAt = now
-	return put, ev, nil
-}
-
-// newReservedEvent is b's BookingReserved event.
-func newReservedEvent(b booking) (outbox.Event, error) {
-	return outbox.NewEvent("BookingReserved", "Booking", b.BookingID, reservedPayload{
-		BookingID: b.BookingID, UserID: b.UserID, SessionID: b.SessionID, Status: b.Status,
-	})
+	ev, err := bookings.NewReservedEvent(b, now)
+	return put, ev, err
 }
 
 func putItem(ctx context.Context, db *countingDB, p *types.Put) error {
@@ -132,9 +93,9 @@ func putItem(ctx context.Context, db *countingDB, p *types.Put) error {
 }
 
 // putOnlyOp: the booking PutItem alone.
-func putOnlyOp(db *countingDB, bookings string) bookingOp {
+func putOnlyOp(db *countingDB, bookingsTable string) bookingOp {
 	return func(ctx context.Context, i int) (commit, error) {
-		p, _, err := newBookingWrite(bookings, i, false)
+		p, _, err := newBookingWrite(bookingsTable, i, false)
 		if err != nil {
 			return commit{}, err
 		}
@@ -146,9 +107,9 @@ func putOnlyOp(db *countingDB, bookings string) bookingOp {
 // straight from the SDK, into an outbox-shaped table no relay reads. The
 // item and its condition are exactly what outbox.Writer sends; what is
 // skipped is the Writer's validation and error classification.
-func txnFloorOp(db *countingDB, bookings, floorOutbox string) bookingOp {
+func txnFloorOp(db *countingDB, bookingsTable, floorOutbox string) bookingOp {
 	return func(ctx context.Context, i int) (commit, error) {
-		p, ev, err := newBookingWrite(bookings, i, true)
+		p, ev, err := newBookingWrite(bookingsTable, i, true)
 		if err != nil {
 			return commit{}, err
 		}
@@ -172,8 +133,8 @@ func txnFloorOp(db *countingDB, bookings, floorOutbox string) bookingOp {
 
 // putBooking is what sync-dual-write and memory-queue share: the booking's
 // PutItem, and the row its analytics event would be.
-func putBooking(ctx context.Context, db *countingDB, bookings string, i int) (commit, []byte, error) {
-	p, ev, err := newBookingWrite(bookings, i, true)
+func putBooking(ctx context.Context, db *countingDB, bookingsTable string, i int) (commit, []byte, error) {
+	p, ev, err := newBookingWrite(bookingsTable, i, true)
 	if err != nil {
 		return commit{}, nil, err
 	}
@@ -189,9 +150,9 @@ func putBooking(ctx context.Context, db *countingDB, bookings string, i int) (co
 
 // syncDualWriteOp: PutItem, then POST the one row to the endpoint inside
 // the request. A failed POST leaves a committed booking without its event.
-func syncDualWriteOp(db *countingDB, bookings string, hc *http.Client, sinkURL string) bookingOp {
+func syncDualWriteOp(db *countingDB, bookingsTable string, hc *http.Client, sinkURL string) bookingOp {
 	return func(ctx context.Context, i int) (commit, error) {
-		c, row, err := putBooking(ctx, db, bookings, i)
+		c, row, err := putBooking(ctx, db, bookingsTable, i)
 		if err != nil {
 			return commit{}, err
 		}
@@ -203,9 +164,9 @@ func syncDualWriteOp(db *countingDB, bookings string, hc *http.Client, sinkURL s
 }
 
 // memoryQueueOp: PutItem, then push the row onto an in-process queue.
-func memoryQueueOp(db *countingDB, bookings string, q *memQueue) bookingOp {
+func memoryQueueOp(db *countingDB, bookingsTable string, q *memQueue) bookingOp {
 	return func(ctx context.Context, i int) (commit, error) {
-		c, row, err := putBooking(ctx, db, bookings, i)
+		c, row, err := putBooking(ctx, db, bookingsTable, i)
 		if err != nil {
 			return commit{}, err
 		}
@@ -215,9 +176,9 @@ func memoryQueueOp(db *countingDB, bookings string, q *memQueue) bookingOp {
 }
 
 // outboxOp: ddboutbox, exactly as cmd/booking's handler calls it.
-func outboxOp(w *outbox.Writer, bookings string) bookingOp {
+func outboxOp(w *outbox.Writer, bookingsTable string) bookingOp {
 	return func(ctx context.Context, i int) (commit, error) {
-		p, ev, err := newBookingWrite(bookings, i, true)
+		p, ev, err := newBookingWrite(bookingsTable, i, true)
 		if err != nil {
 			return commit{}, err
 		}

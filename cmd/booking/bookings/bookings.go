@@ -276,14 +276,10 @@ func (h *handler) reservation(b Booking, now time.Time, idemID, hash string) (ou
 	if b.BookingID == "" || strings.HasPrefix(b.BookingID, idemPrefix) {
 		return outbox.Tx{}, fmt.Errorf("new booking id %q is empty or reserved", b.BookingID)
 	}
-	ev, err := outbox.NewEvent(EventBookingReserved, AggregateBooking, b.BookingID, reservedPayload{
-		BookingID: b.BookingID, UserID: b.UserID, SessionID: b.SessionID, Status: b.Status,
-	})
+	ev, err := NewReservedEvent(b, now)
 	if err != nil {
-		return outbox.Tx{}, fmt.Errorf("new event: %w", err)
+		return outbox.Tx{}, err
 	}
-	// One clock for the booking and its event.
-	ev.OccurredAt = now
 	tx := outbox.Tx{Events: []outbox.Event{ev}}
 	if idemID != "" {
 		put, err := h.putNew(idemRecord{ID: idemID, RefBookingID: b.BookingID, RequestHash: hash, CreatedAt: b.CreatedAt})
@@ -305,16 +301,36 @@ func (h *handler) reservation(b Booking, now time.Time, idemID, hash string) (ou
 // putNew builds a Put of v into the bookings table that fails if the key
 // is taken, so nothing is ever overwritten.
 func (h *handler) putNew(v any) (types.TransactWriteItem, error) {
+	put, err := PutNew(h.bookings, v)
+	return types.TransactWriteItem{Put: put}, err
+}
+
+// PutNew is the Put of v (a Booking, or an idempotency record) into the
+// bookings table that fails if an item with its key exists.
+func PutNew(table string, v any) (*types.Put, error) {
 	item, err := attributevalue.MarshalMap(v)
 	if err != nil {
-		return types.TransactWriteItem{}, fmt.Errorf("encode item: %w", err)
+		return nil, fmt.Errorf("encode item: %w", err)
 	}
-	return types.TransactWriteItem{Put: &types.Put{
-		TableName:                aws.String(h.bookings),
+	return &types.Put{
+		TableName:                aws.String(table),
 		Item:                     item,
 		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
 		ExpressionAttributeNames: map[string]string{"#pk": dynamo.BookingsKey},
-	}}, nil
+	}, nil
+}
+
+// NewReservedEvent is b's BookingReserved event, occurring at now: one
+// clock for the booking and its event.
+func NewReservedEvent(b Booking, now time.Time) (outbox.Event, error) {
+	ev, err := outbox.NewEvent(EventBookingReserved, AggregateBooking, b.BookingID, reservedPayload{
+		BookingID: b.BookingID, UserID: b.UserID, SessionID: b.SessionID, Status: b.Status,
+	})
+	if err != nil {
+		return ev, fmt.Errorf("new event: %w", err)
+	}
+	ev.OccurredAt = now
+	return ev, nil
 }
 
 // replayWinner answers a request whose idempotency record lost the race to
