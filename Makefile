@@ -33,7 +33,7 @@ test: lint
 bench-smoke:
 	eval "$$(.ci/provision.sh)" && unset DYNAMODB_ENDPOINT && \
 	$(GO) run ./cmd/bench -check -progress 0 -bookings 60 -rounds 1 -concurrency 4 -warm-up 200 -mode-warm-up 1s \
-	  -saturation-step 2s -saturation-max-concurrency 4 -drain-events 1000 \
+	  -saturation-step 2s -saturation-hold 4s -saturation-max-concurrency 4 -drain-events 1000 \
 	  -sweep-batch-sizes 1,100 -sweep-windows 0,100ms -sweep-duration 2s -sweep-rate 10 \
 	  -crash-bookings 300 -drain-timeout 60s -out "$${TMPDIR:-/tmp}/ddboutbox-bench-smoke.json"
 

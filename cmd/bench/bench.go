@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -37,6 +36,9 @@ type Config struct {
 	// 4, ... up to MaxConcurrency, until the booking rate stops rising.
 	StepDuration   Duration `json:"saturation_step"`
 	MaxConcurrency int      `json:"saturation_max_concurrency"`
+	// SaturationHold is how long the saturated concurrency runs again,
+	// for the figures the targets judge.
+	SaturationHold Duration `json:"saturation_hold"`
 	// DrainEvents is the backlog the drain scenario writes first.
 	DrainEvents int `json:"drain_events"`
 	// Sweep: every batch size with every window, open loop at SweepRate
@@ -172,12 +174,16 @@ type Result struct {
 	// RelayMetrics are the relay's counters from /metrics before SIGTERM.
 	RelayMetrics map[string]float64 `json:"relay_metrics,omitempty"`
 	// Relay is the relay process's CPU time and peak RSS before SIGTERM.
-	Relay              *procUsage `json:"relay_process,omitempty"`
-	WritesPerEvent     float64    `json:"ddb_write_requests_per_event"`
-	WriteItemsPerEvent float64    `json:"ddb_write_items_per_event"`
-	Lost               int        `json:"lost"`
-	Duplicates         int        `json:"duplicates"`
-	AnalyticsErrors    int        `json:"analytics_errors,omitempty"`
+	Relay *procUsage `json:"relay_process,omitempty"`
+	// EmulatorCPUMs is DynamoDB Local's CPU time per committed booking,
+	// from the first booking until every row arrived and was marked; 0
+	// when it could not be read.
+	EmulatorCPUMs      float64 `json:"ddb_local_cpu_ms_per_booking,omitempty"`
+	WritesPerEvent     float64 `json:"ddb_write_requests_per_event"`
+	WriteItemsPerEvent float64 `json:"ddb_write_items_per_event"`
+	Lost               int     `json:"lost"`
+	Duplicates         int     `json:"duplicates"`
+	AnalyticsErrors    int     `json:"analytics_errors,omitempty"`
 }
 
 func (r Result) oneLine() string {
@@ -218,7 +224,7 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 		defer sk.close()
 	}
 	if usesRelay(mode) {
-		if rp, err = e.startRelay(ctx, st, sk.url, e.cfg.BatchSize, time.Duration(e.cfg.BatchWindow)); err != nil {
+		if rp, err = e.startRelay(ctx, st, sk.url); err != nil {
 			return res, err
 		}
 		defer func() {
@@ -263,6 +269,7 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 	st.db.reset()
 	st.proxySnapshot() // count the relay's requests from here on
 
+	cpuBefore, cpuOK := st.emulatorCPU()
 	var n loadCounters
 	stopProgress := e.progress(label, e.cfg.Bookings, &n, sk)
 	lo := runLoad(ctx, op, loadSpec{workers: e.cfg.Concurrency, count: e.cfg.Bookings}, &n)
@@ -298,7 +305,7 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 		q = nil
 		res.AnalyticsErrors += dropped
 	case rp != nil:
-		m, err := waitMarked(ctx, rp, sk.received())
+		m, err := e.waitMarked(ctx, rp, sk.received(), markWait, nil)
 		if err != nil {
 			fmt.Fprintf(e.cfg.Log, "bench: %s: relay metrics: %v\n", label, err)
 		}
@@ -314,6 +321,9 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 		for _, n := range res.RelayWrites {
 			relayWrites += n
 		}
+	}
+	if cpu, ok := st.emulatorCPU(); ok && cpuOK && res.Committed > 0 {
+		res.EmulatorCPUMs = (cpu - cpuBefore) * 1000 / float64(res.Committed)
 	}
 	if res.Committed > 0 {
 		res.WritesPerEvent = float64(res.AppWrites+relayWrites) / float64(res.Committed)
@@ -350,7 +360,7 @@ func (e *env) warmUpMode(ctx context.Context, label string, op bookingOp, sk *si
 		sk.waitForAll(ctx, lo.commits, time.Duration(e.cfg.DrainTimeout))
 	}
 	if rp != nil {
-		if _, err := waitMarked(ctx, rp, sk.received()); err != nil {
+		if _, err := e.waitMarked(ctx, rp, sk.received(), markWait, nil); err != nil {
 			fmt.Fprintf(e.cfg.Log, "bench: %s: warm-up: %v\n", label, err)
 		}
 	}
@@ -374,7 +384,12 @@ func endToEnd(commits, arrived map[string]time.Time) (Latency, int) {
 }
 
 // startRelay starts the relay process on st with the bench's settings.
-func (e *env) startRelay(ctx context.Context, st *stack, sinkURL string, batchSize int, window time.Duration) (*relayProc, error) {
+func (e *env) startRelay(ctx context.Context, st *stack, sinkURL string) (*relayProc, error) {
+	return e.startRelayBatching(ctx, st, sinkURL, e.cfg.BatchSize, time.Duration(e.cfg.BatchWindow))
+}
+
+// startRelayBatching is startRelay with another batch size and window.
+func (e *env) startRelayBatching(ctx context.Context, st *stack, sinkURL string, batchSize int, window time.Duration) (*relayProc, error) {
 	return startRelay(ctx, relaySettings{
 		bin: e.relayBin, ddbEndpoint: st.relayEndpoint(), sinkURL: sinkURL,
 		owner: "bench-" + e.runID, tables: st.tables,
@@ -392,20 +407,29 @@ func (s *sink) waitFor(ctx context.Context, want int, timeout time.Duration) tim
 	return time.Since(start)
 }
 
-// waitMarked waits, at most 10 s, until the relay has marked as many
-// events as arrived (delivered + duplicate), then returns its counters.
-func waitMarked(ctx context.Context, rp *relayProc, arrived int) (map[string]float64, error) {
-	deadline := time.Now().Add(10 * time.Second)
+// markWait bounds how long the modes wait for the relay's last marks after
+// the last row arrived.
+const markWait = 10 * time.Second
+
+// waitMarked waits, at most timeout, until the relay has marked want
+// events (delivered + duplicate), then returns its counters. progress, if
+// not nil, is called with the counters every cfg.Progress.
+func (e *env) waitMarked(ctx context.Context, rp *relayProc, want int, timeout time.Duration, progress func(map[string]float64)) (map[string]float64, error) {
+	start, last := time.Now(), time.Now()
 	for {
 		m, err := rp.metrics(ctx)
-		if err == nil && m["events_delivered_total"]+m["events_duplicate_total"] >= float64(arrived) {
+		if err == nil && m["events_delivered_total"]+m["events_duplicate_total"] >= float64(want) {
 			return m, nil
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			if err == nil {
-				err = errors.New("not every arrived event marked within 10s")
-			}
+		if err := ctx.Err(); err != nil {
 			return m, err
+		}
+		if time.Since(start) > timeout {
+			return m, fmt.Errorf("relay marked %.0f of %d events within %s (last error: %v)", m["events_delivered_total"]+m["events_duplicate_total"], want, timeout, err)
+		}
+		if progress != nil && e.cfg.Progress > 0 && time.Since(last) >= e.cfg.Progress {
+			last = time.Now()
+			progress(m)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

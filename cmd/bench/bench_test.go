@@ -105,7 +105,7 @@ func TestEvaluateJudgesTargets(t *testing.T) {
 		{Mode: ModeOutbox, Figures: map[string]Spread{"booking_p50_ms": {Median: 11}, "booking_p99_ms": {Median: 60}}},
 		{Mode: ModeSyncDualWrite, Figures: map[string]Spread{"booking_p50_ms": {Median: 260}}},
 	}
-	rep.Capacity.Drain = &Drain{Events: 1000, EventsPerS: 500, Relay: procUsage{PeakRSSMiB: 70}}
+	rep.Capacity.Drain = &Drain{Events: 1000, EventsPerS: 500, Requests: 3, Relay: procUsage{PeakRSSMiB: 70}}
 	rep.Capacity.HalfLoad = &HalfLoad{EndToEnd: Latency{P99: 1400}}
 	rep.Capacity.Crash = []CrashResult{{Mode: ModeMemoryQueue, Lost: 40}, {Mode: ModeOutbox, Lost: 0}}
 	rep.evaluate()
@@ -114,13 +114,14 @@ func TestEvaluateJudgesTargets(t *testing.T) {
 		got[tg.Name] = tg.Met
 	}
 	want := map[string]bool{
-		"outbox booking p50 / txn-floor":              true,  // 1.10x
-		"outbox booking p99 / txn-floor":              false, // 1.20x
-		"outbox booking p50 / sync-dual-write":        true,  // 0.042x
-		"end-to-end p99 at half saturation":           true,  // 1.4s <= 1.5s
-		"backlog drain rate / txn-floor booking rate": true,  // 2.5x
-		"relay peak RSS draining 1000 events":         false, // 70 MiB
-		"outbox events lost after SIGKILL":            true,
+		"outbox booking p50 / txn-floor":                                            true,  // 1.10x
+		"outbox booking p99 / txn-floor":                                            false, // 1.20x
+		"outbox booking p50 / sync-dual-write":                                      true,  // 0.042x
+		"end-to-end p99 at half saturation":                                         true,  // 1.4s <= 1.5s
+		"backlog drain rate / txn-floor booking rate":                               true,  // 2.5x
+		"relay peak RSS draining 1000 events":                                       false, // 70 MiB
+		"endpoint requests per event x batch-size (500) draining (relay saturated)": false, // 1.5
+		"outbox events lost after SIGKILL":                                          true,
 	}
 	for name, met := range want {
 		if g, ok := got[name]; !ok || g != met {
@@ -129,5 +130,47 @@ func TestEvaluateJudgesTargets(t *testing.T) {
 	}
 	if len(rep.Targets) != len(want) {
 		t.Errorf("%d targets, want %d (no saturation ran): %+v", len(rep.Targets), len(want), rep.Targets)
+	}
+}
+
+func TestSaturationTargetsJudgeTheHold(t *testing.T) {
+	ramp := []Step{
+		{Concurrency: 4, BookingsPerS: 300, DeliveredPerS: 250, BacklogSlope: 40, RequestsPerEvt: 0.01},
+		{Concurrency: 8, BookingsPerS: 360, DeliveredPerS: 330, BacklogSlope: 30, RequestsPerEvt: 0.004},
+	}
+	tests := []struct {
+		name string
+		hold *Step
+		want map[string]bool
+	}{
+		{"no hold: the highest step", nil, map[string]bool{
+			"relay delivery / booking rate at saturation (360/s)":          false, // 0.92x
+			"backlog growth at saturation, per booking":                    false, // +0.083
+			"endpoint requests per event x batch-size (500) at saturation": false, // 2.0
+		}},
+		{"hold judged, not the ramp", &Step{Concurrency: 8, BookingsPerS: 350, DeliveredPerS: 349, BacklogSlope: 0.5, RequestsPerEvt: 0.0021}, map[string]bool{
+			"relay delivery / booking rate at saturation (350/s)":          true, // 1.00x
+			"backlog growth at saturation, per booking":                    true, // +0.001
+			"endpoint requests per event x batch-size (500) at saturation": true, // 1.05
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rep := &Report{Config: Config{BatchSize: 500}}
+			rep.Capacity.Saturation = &Saturation{Steps: ramp, At: 1, Hold: tc.hold}
+			rep.evaluate()
+			got := map[string]bool{}
+			for _, tg := range rep.Targets {
+				got[tg.Name] = tg.Met
+			}
+			if len(got) != len(tc.want) {
+				t.Errorf("targets %v, want %v", got, tc.want)
+			}
+			for name, met := range tc.want {
+				if g, ok := got[name]; !ok || g != met {
+					t.Errorf("target %q: met=%v (present %v), want %v", name, g, ok, met)
+				}
+			}
+		})
 	}
 }

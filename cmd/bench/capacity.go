@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -57,6 +59,8 @@ type Sample struct {
 	Committed int     `json:"committed"`
 	Delivered int     `json:"delivered"`
 	Backlog   int     `json:"backlog"`
+	// Requests is the endpoint's count of accepted POSTs.
+	Requests int `json:"endpoint_requests"`
 }
 
 // Saturation is the ramp: its steps, the saturated one, and the backlog
@@ -64,7 +68,10 @@ type Sample struct {
 type Saturation struct {
 	Steps []Step `json:"steps"`
 	// At is the index in Steps of the highest booking rate.
-	At      int      `json:"saturated_step"`
+	At int `json:"saturated_step"`
+	// Hold is Steps[At]'s concurrency again, for -saturation-hold: the
+	// saturated rate and what the targets judge.
+	Hold    *Step    `json:"hold,omitempty"`
 	Backlog []Sample `json:"backlog"`
 }
 
@@ -152,12 +159,12 @@ func (e *env) newRelayRun(ctx context.Context, proxy bool) (*relayRun, error) {
 }
 
 // startRelayRun is newRelayRun with the relay started on it.
-func (e *env) startRelayRun(ctx context.Context, batchSize int, window time.Duration) (*relayRun, error) {
+func (e *env) startRelayRun(ctx context.Context) (*relayRun, error) {
 	r, err := e.newRelayRun(ctx, true)
 	if err != nil {
 		return nil, err
 	}
-	if r.rp, err = e.startRelay(ctx, r.st, r.sk.url, batchSize, window); err != nil {
+	if r.rp, err = e.startRelay(ctx, r.st, r.sk.url); err != nil {
 		r.close()
 		return nil, err
 	}
@@ -173,89 +180,26 @@ func (r *relayRun) close() {
 }
 
 // saturation ramps closed-loop outbox bookings with the relay running,
-// then offers half the saturated rate open loop.
+// holds the saturated concurrency for -saturation-hold, then offers half
+// the held rate open loop.
 func (e *env) saturation(ctx context.Context) (*Saturation, *HalfLoad, error) {
-	r, err := e.startRelayRun(ctx, e.cfg.BatchSize, time.Duration(e.cfg.BatchWindow))
+	r, err := e.startRelayRun(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer r.close()
 	op := outboxOp(&outbox.Writer{DB: r.st.db, Table: r.st.tables.Outbox}, r.st.tables.Bookings)
+	b := startBacklog(r.sk)
 
 	sat := &Saturation{}
-	var committed atomic.Int64 // over the whole ramp
-	start := time.Now()
-	var mu sync.Mutex
-	sample := func() Sample {
-		c, d := int(committed.Load()), r.sk.received()
-		return Sample{AtS: time.Since(start).Seconds(), Committed: c, Delivered: d, Backlog: c - d}
-	}
-	stopSampling := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-stopSampling:
-				return
-			case <-t.C:
-				s := sample()
-				mu.Lock()
-				sat.Backlog = append(sat.Backlog, s)
-				mu.Unlock()
-			}
-		}
-	}()
 	best := 0.0
 	for c := 1; c <= e.cfg.MaxConcurrency; c *= 2 {
-		var n loadCounters
-		label := fmt.Sprintf("saturation, concurrency %d", c)
-		stopProgress := e.progress(label, 0, &n, r.sk)
-		before, reqBefore := sample(), r.sk.srv.Stats().Requests
-		stepStart := time.Since(start).Seconds()
-		lo := runLoad(ctx, countCommits(op, &committed), loadSpec{workers: c, duration: time.Duration(e.cfg.StepDuration)}, &n)
-		stopProgress()
-		if err := ctx.Err(); err != nil {
-			close(stopSampling)
-			<-sampled
+		st, err := e.satStep(ctx, r, op, b, fmt.Sprintf("saturation, concurrency %d", c), c, time.Duration(e.cfg.StepDuration), 0)
+		if err != nil {
+			sat.Backlog = b.close()
 			return sat, nil, err
 		}
-		after, reqAfter := sample(), r.sk.srv.Stats().Requests
-		delivered := after.Delivered - before.Delivered
-		st := Step{
-			Concurrency: c, WallS: lo.wall.Seconds(), BookingsPerS: lo.perSecond(),
-			DeliveredPerS: float64(delivered) / lo.wall.Seconds(),
-			BacklogStart:  before.Backlog, BacklogEnd: after.Backlog,
-			Requests: reqAfter - reqBefore, Errors: lo.errs,
-		}
-		if delivered > 0 {
-			st.RequestsPerEvt = float64(st.Requests) / float64(delivered)
-		}
-		lat := summarize(lo.latencies)
-		st.BookingP50, st.BookingP99 = lat.P50, lat.P99
-		// Rates and growth are least-squares slopes over the step's
-		// one-second samples: deliveries come in batches, so a difference
-		// of two instants would depend on where they fall in the cycle.
-		mu.Lock()
-		var xs, backlog, deliveredAt []float64
-		for _, s := range sat.Backlog {
-			if s.AtS >= stepStart {
-				xs = append(xs, s.AtS)
-				backlog = append(backlog, float64(s.Backlog))
-				deliveredAt = append(deliveredAt, float64(s.Delivered))
-				st.BacklogMax = max(st.BacklogMax, s.Backlog)
-			}
-		}
-		mu.Unlock()
-		st.BacklogSlope = slope(xs, backlog)
-		if len(xs) >= 3 {
-			st.DeliveredPerS = slope(xs, deliveredAt)
-		}
 		sat.Steps = append(sat.Steps, st)
-		fmt.Fprintf(e.cfg.Log, "bench: saturation: concurrency %3d: %7.1f bookings/s, relay %7.1f delivered/s, backlog %d -> %d (slope %+.1f/s), p99 %.0fms\n",
-			c, st.BookingsPerS, st.DeliveredPerS, st.BacklogStart, st.BacklogEnd, st.BacklogSlope, st.BookingP99)
 		if st.BookingsPerS > best {
 			best, sat.At = st.BookingsPerS, len(sat.Steps)-1
 		}
@@ -265,12 +209,25 @@ func (e *env) saturation(ctx context.Context) (*Saturation, *HalfLoad, error) {
 			break
 		}
 	}
-	close(stopSampling)
-	<-sampled
 
-	// Let the ramp's backlog drain, then offer half the saturated rate.
-	r.sk.waitFor(ctx, int(committed.Load()), time.Duration(e.cfg.DrainTimeout))
-	half := &HalfLoad{Rate: best / 2}
+	// A step is too short to judge delivery against bookings to a few
+	// percent: rows go out in batches of up to a window's worth, so one
+	// batch more or less moves a 10 s step's rate by 10%. Hold the
+	// saturated concurrency longer, starting from an empty backlog, and
+	// fit only after the pipeline has filled (a window, the endpoint's
+	// latency and a second of slack).
+	r.sk.waitFor(ctx, int(b.committed.Load()), time.Duration(e.cfg.DrainTimeout))
+	settle := time.Duration(e.cfg.BatchWindow) + time.Duration(e.cfg.SinkLatency) + time.Second
+	hold, err := e.satStep(ctx, r, op, b, "saturation, hold", sat.Steps[sat.At].Concurrency, time.Duration(e.cfg.SaturationHold), settle)
+	sat.Backlog = b.close()
+	if err != nil {
+		return sat, nil, err
+	}
+	sat.Hold = &hold
+
+	// Let the backlog drain, then offer half the held rate.
+	r.sk.waitFor(ctx, int(b.committed.Load()), time.Duration(e.cfg.DrainTimeout))
+	half := &HalfLoad{Rate: hold.BookingsPerS / 2}
 	var n loadCounters
 	stopProgress := e.progress("half saturation", 0, &n, r.sk)
 	lo := runLoad(ctx, op, loadSpec{workers: 4 * e.cfg.MaxConcurrency, rate: half.Rate, duration: time.Duration(e.cfg.StepDuration)}, &n)
@@ -281,6 +238,107 @@ func (e *env) saturation(ctx context.Context) (*Saturation, *HalfLoad, error) {
 	fmt.Fprintf(e.cfg.Log, "bench: half saturation: %.1f bookings/s offered, e2e p50 %.0fms p99 %.0fms, lost %d\n",
 		half.Rate, half.EndToEnd.P50, half.EndToEnd.P99, half.Lost)
 	return sat, half, ctx.Err()
+}
+
+// satStep runs outbox bookings closed loop at concurrency c for d and
+// takes the step's figures; rates and growth are fitted to the backlog
+// samples from settle after the step's start.
+func (e *env) satStep(ctx context.Context, r *relayRun, op bookingOp, b *backlog, label string, c int, d, settle time.Duration) (Step, error) {
+	var n loadCounters
+	stopProgress := e.progress(label, 0, &n, r.sk)
+	first := b.sample()
+	from := first.AtS + settle.Seconds()
+	lo := runLoad(ctx, countCommits(op, &b.committed), loadSpec{workers: c, duration: d}, &n)
+	stopProgress()
+	if err := ctx.Err(); err != nil {
+		return Step{}, err
+	}
+	last := b.sample()
+	st := Step{
+		Concurrency: c, WallS: lo.wall.Seconds(), BookingsPerS: lo.perSecond(),
+		BacklogStart: first.Backlog, BacklogEnd: last.Backlog, Errors: lo.errs,
+	}
+	lat := summarize(lo.latencies)
+	st.BookingP50, st.BookingP99 = lat.P50, lat.P99
+	// Rates and growth are least-squares slopes over one-second samples:
+	// deliveries come in batches, so a difference of two instants would
+	// depend on where they fall in the cycle.
+	var xs, backlogs, delivered []float64
+	var fit []Sample
+	for _, s := range append(b.since(from), last) {
+		xs = append(xs, s.AtS)
+		backlogs = append(backlogs, float64(s.Backlog))
+		delivered = append(delivered, float64(s.Delivered))
+		st.BacklogMax = max(st.BacklogMax, s.Backlog)
+		fit = append(fit, s)
+	}
+	st.BacklogSlope = slope(xs, backlogs)
+	st.DeliveredPerS = slope(xs, delivered)
+	if len(xs) < 3 { // too short to fit: the plain difference
+		fit = []Sample{first, last}
+		st.DeliveredPerS = float64(last.Delivered-first.Delivered) / lo.wall.Seconds()
+	}
+	if a, z := fit[0], fit[len(fit)-1]; z.Delivered > a.Delivered {
+		st.Requests = z.Requests - a.Requests
+		st.RequestsPerEvt = float64(st.Requests) / float64(z.Delivered-a.Delivered)
+	}
+	fmt.Fprintf(e.cfg.Log, "bench: %s: %7.1f bookings/s, relay %7.1f delivered/s, backlog %d -> %d (slope %+.1f/s), %.4f requests/event, p99 %.0fms\n",
+		label, st.BookingsPerS, st.DeliveredPerS, st.BacklogStart, st.BacklogEnd, st.BacklogSlope, st.RequestsPerEvt, st.BookingP99)
+	return st, nil
+}
+
+// backlog samples committed and delivered counts every second.
+type backlog struct {
+	sk        *sink
+	start     time.Time
+	committed atomic.Int64
+
+	mu      sync.Mutex
+	samples []Sample
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func startBacklog(sk *sink) *backlog {
+	b := &backlog{sk: sk, start: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-b.stop:
+				return
+			case <-t.C:
+				s := b.sample()
+				b.mu.Lock()
+				b.samples = append(b.samples, s)
+				b.mu.Unlock()
+			}
+		}
+	}()
+	return b
+}
+
+// sample reads the counts now.
+func (b *backlog) sample() Sample {
+	c, d := int(b.committed.Load()), b.sk.received()
+	return Sample{AtS: time.Since(b.start).Seconds(), Committed: c, Delivered: d, Backlog: c - d, Requests: b.sk.srv.Stats().Requests}
+}
+
+// since returns the samples taken at or after at seconds.
+func (b *backlog) since(at float64) []Sample {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(b.samples, at, func(s Sample, at float64) int { return cmp.Compare(s.AtS, at) })
+	return slices.Clone(b.samples[i:])
+}
+
+// close stops sampling and returns every sample.
+func (b *backlog) close() []Sample {
+	close(b.stop)
+	<-b.done
+	return b.samples
 }
 
 // countCommits counts op's successful bookings into n.
@@ -335,32 +393,18 @@ func (e *env) drain(ctx context.Context) (*Drain, error) {
 	fmt.Fprintf(e.cfg.Log, "bench: drain: %d events written in %.1fs; starting the relay\n", len(ids), d.LoadS)
 
 	t0 = time.Now()
-	if r.rp, err = e.startRelay(ctx, st, sk.url, e.cfg.BatchSize, time.Duration(e.cfg.BatchWindow)); err != nil {
+	if r.rp, err = e.startRelay(ctx, st, sk.url); err != nil {
 		return nil, err
 	}
 	rp := r.rp
-	want := float64(len(ids))
-	for last := time.Now(); ; {
-		m, err := rp.metrics(ctx)
-		if err == nil && m["events_delivered_total"]+m["events_duplicate_total"] >= want {
-			d.RelayMetrics = m
-			break
-		}
-		if err := ctx.Err(); err != nil {
-			return d, err
-		}
-		if time.Since(t0) > time.Duration(e.cfg.ModeTimeout) {
-			return d, fmt.Errorf("relay marked %.0f of %d events within -mode-timeout", m["events_delivered_total"], len(ids))
-		}
-		if e.cfg.Progress > 0 && time.Since(last) >= e.cfg.Progress {
-			last = time.Now()
-			fmt.Fprintf(e.cfg.Log, "bench: drain: %.0f/%d marked, %d at the endpoint, %s\n",
-				m["events_delivered_total"], len(ids), sk.received(), time.Since(t0).Round(time.Second))
-		}
-		time.Sleep(100 * time.Millisecond)
+	if d.RelayMetrics, err = e.waitMarked(ctx, rp, len(ids), time.Duration(e.cfg.ModeTimeout), func(m map[string]float64) {
+		fmt.Fprintf(e.cfg.Log, "bench: drain: %.0f/%d marked, %d at the endpoint, %s\n",
+			m["events_delivered_total"], len(ids), sk.received(), time.Since(t0).Round(time.Second))
+	}); err != nil {
+		return d, err
 	}
 	d.DrainS = time.Since(t0).Seconds()
-	d.EventsPerS = want / d.DrainS
+	d.EventsPerS = float64(len(ids)) / d.DrainS
 	if u, err := rp.usage(); err == nil {
 		d.Relay = u
 	}
@@ -463,7 +507,7 @@ func (e *env) sweep(ctx context.Context) ([]SweepPoint, error) {
 	for _, size := range e.cfg.SweepBatchSizes {
 		for _, w := range e.cfg.SweepWindows {
 			window := max(time.Duration(w), time.Millisecond) // the relay's "no linger"
-			rp, err := e.startRelay(ctx, st, sk.url, size, window)
+			rp, err := e.startRelayBatching(ctx, st, sk.url, size, window)
 			if err != nil {
 				return points, err
 			}

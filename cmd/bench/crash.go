@@ -63,7 +63,7 @@ func (e *env) crashOne(ctx context.Context, mode string) (CrashResult, error) {
 	st, sk := r.st, r.sk
 	if mode == ModeOutbox {
 		res.Killed = "booking process and relay"
-		if r.rp, err = e.startRelay(ctx, st, sk.url, e.cfg.BatchSize, time.Duration(e.cfg.BatchWindow)); err != nil {
+		if r.rp, err = e.startRelay(ctx, st, sk.url); err != nil {
 			return res, err
 		}
 	}
@@ -109,7 +109,7 @@ func (e *env) crashOne(ctx context.Context, mode string) (CrashResult, error) {
 	}
 	if rp != nil {
 		// The relay comes back, as a supervisor would bring it back.
-		if r.rp, err = e.startRelay(ctx, st, sk.url, e.cfg.BatchSize, time.Duration(e.cfg.BatchWindow)); err != nil {
+		if r.rp, err = e.startRelay(ctx, st, sk.url); err != nil {
 			return res, err
 		}
 		sk.waitForAll(ctx, commits, time.Duration(e.cfg.DrainTimeout))

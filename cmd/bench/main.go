@@ -28,11 +28,11 @@ func main() {
 		return
 	}
 	var (
-		cfg                                                 Config
-		modes, scenarios, sweepSizes, sweepWindows          string
-		stepDuration, sweepDuration, modeWarmUp             time.Duration
-		out                                                 string
-		sinkLatency, batchWindow, drainTimeout, modeTimeout time.Duration
+		cfg                                                     Config
+		modes, scenarios, sweepSizes, sweepWindows              string
+		stepDuration, sweepDuration, modeWarmUp, saturationHold time.Duration
+		out                                                     string
+		sinkLatency, batchWindow, drainTimeout, modeTimeout     time.Duration
 	)
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.IntVar(&cfg.Bookings, "bookings", 2000, "bookings per mode per round")
@@ -46,6 +46,7 @@ func main() {
 	fs.StringVar(&scenarios, "scenarios", strings.Join(AllScenarios, ","), "relay capacity scenarios run after the modes, comma-separated: "+strings.Join(AllScenarios, ", ")+"; empty runs none")
 	fs.DurationVar(&stepDuration, "saturation-step", 10*time.Second, "saturation: how long each concurrency step runs (and the half-saturation run)")
 	fs.IntVar(&cfg.MaxConcurrency, "saturation-max-concurrency", 128, "saturation: the highest concurrency step (steps double from 1)")
+	fs.DurationVar(&saturationHold, "saturation-hold", time.Minute, "saturation: how long the saturated concurrency runs again after the ramp; its rates, backlog growth and requests per event are what the targets judge")
 	fs.IntVar(&cfg.DrainEvents, "drain-events", 100_000, "drain: events written with the relay stopped")
 	fs.StringVar(&sweepSizes, "sweep-batch-sizes", "1,10,100,500,1000", "sweep: relay batch sizes")
 	fs.StringVar(&sweepWindows, "sweep-windows", "0,100ms,1s", "sweep: relay batch windows (0 = no linger)")
@@ -69,7 +70,7 @@ func main() {
 		cfg.SinkLatency, cfg.BatchWindow = Duration(sinkLatency), Duration(batchWindow)
 		cfg.DrainTimeout, cfg.ModeTimeout = Duration(drainTimeout), Duration(modeTimeout)
 		cfg.StepDuration, cfg.SweepDuration = Duration(stepDuration), Duration(sweepDuration)
-		cfg.ModeWarmUp = Duration(modeWarmUp)
+		cfg.ModeWarmUp, cfg.SaturationHold = Duration(modeWarmUp), Duration(saturationHold)
 		cfg.Log = os.Stderr
 		var err error
 		if cfg.Modes, err = parseList(modes, AllModes); err != nil {
@@ -150,8 +151,8 @@ func validate(c Config) error {
 		return fmt.Errorf("-sink-latency must not be negative")
 	case c.BatchSize < 1 || c.BatchSize > 10_000:
 		return fmt.Errorf("-batch-size %d must be between 1 and 10000", c.BatchSize)
-	case c.BatchWindow <= 0, c.DrainTimeout <= 0, c.ModeTimeout <= 0, c.StepDuration <= 0, c.SweepDuration <= 0:
-		return fmt.Errorf("-batch-window, -drain-timeout, -mode-timeout, -saturation-step and -sweep-duration must be positive")
+	case c.BatchWindow <= 0, c.DrainTimeout <= 0, c.ModeTimeout <= 0, c.StepDuration <= 0, c.SaturationHold <= 0, c.SweepDuration <= 0:
+		return fmt.Errorf("-batch-window, -drain-timeout, -mode-timeout, -saturation-step, -saturation-hold and -sweep-duration must be positive")
 	case c.BatchesInFlight < 1 || c.BatchesInFlight > 64:
 		return fmt.Errorf("-batches-in-flight %d must be between 1 and 64", c.BatchesInFlight)
 	case c.MaxConcurrency < 1 || c.MaxConcurrency > 1024:

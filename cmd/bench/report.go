@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -87,9 +88,18 @@ var figures = []figure{
 	{"endpoint_requests_per_1000_events", "endpoint req/1k events", true, func(r Result) float64 { return r.EndpointRequestsPer1k }, "%.1f"},
 	{"ddb_write_requests_per_event", "DDB write req/event", false, func(r Result) float64 { return r.WritesPerEvent }, "%.3f"},
 	{"ddb_write_items_per_event", "DDB write items/event", false, func(r Result) float64 { return r.WriteItemsPerEvent }, "%.3f"},
+	{"ddb_local_cpu_ms_per_booking", "DynamoDB Local CPU ms/booking", false, func(r Result) float64 { return orNaN(r.EmulatorCPUMs) }, "%.2f"},
 	{"lost", "events lost", true, func(r Result) float64 { return float64(r.Lost) }, "%.0f"},
 	{"duplicates", "duplicates", true, func(r Result) float64 { return float64(r.Duplicates) }, "%.0f"},
 	{"errors", "booking errors", false, func(r Result) float64 { return float64(r.Errors) }, "%.0f"},
+}
+
+// orNaN is v, or NaN (not measured) when v is 0.
+func orNaN(v float64) float64 {
+	if v == 0 {
+		return math.NaN()
+	}
+	return v
 }
 
 // ratioFigures are compared against the baselines.
@@ -103,8 +113,8 @@ func methods() map[string]string {
 		"rounds":             "the modes run in several rounds, in an order rotated by one each round; each figure is the median over the rounds, with min and max",
 		"dynamodb":           "every mode run and every scenario gets a fresh DynamoDB Local container (testcontainers-go, -inMemory -sharedDb), warmed up with -warm-up two-item transactions on a table without a stream, and each mode then runs unmeasured for -mode-warm-up (its endpoint requests and duplicates subtracted) so that the JVM has compiled the operations the mode uses: DynamoDB Local slows down as stream records pile up (writes to a second stream-enabled table fall to ~40 items/s once another stream holds ~100,000 records), so a shared instance would make each figure depend on what ran before it",
 		"booking-http":       "cmd/booking as a separate process (built by the bench), POST /bookings over loopback from the same closed-loop workers; its DynamoDB writes are counted as one two-item transaction per committed booking; the relay delivers",
-		"saturation":         "outbox bookings closed loop at concurrency 1, 2, 4, ... for -saturation-step each, with the relay running on the same DynamoDB Local, until the booking rate rose less than 5% twice; committed and delivered counts sampled every second; delivered/s and backlog growth are least-squares slopes over the step's samples",
-		"half_saturation":    "open loop at half the highest booking rate of the ramp for -saturation-step, same relay; end-to-end latency as for the modes",
+		"saturation":         "outbox bookings closed loop at concurrency 1, 2, 4, ... for -saturation-step each, with the relay running on the same DynamoDB Local, until the booking rate rose less than 5% twice; committed and delivered counts sampled every second; delivered/s and backlog growth are least-squares slopes over the step's samples. Then, once the backlog is empty, the concurrency of the highest step runs again for -saturation-hold (the hold): its booking rate is the saturated rate, and its delivered/s, backlog growth and endpoint requests per event, fitted to the samples from batch window + endpoint latency + 1s after its start (the pipeline filling), are what the targets judge",
+		"half_saturation":    "open loop at half the hold's booking rate for -saturation-step, same relay; end-to-end latency as for the modes",
 		"drain":              "-drain-events BookingReserved items written with BatchWriteItem (the items outbox.Writer stores) while no relay runs; then the relay starts; drain time is relay start to every event counted DELIVERED in its /metrics; peak RSS is the relay's VmHWM from /proc",
 		"sweep":              "one DynamoDB Local; per batch size and window a relay is started, bookings are offered open loop at -sweep-rate for -sweep-duration, and its end-to-end p99 and endpoint requests per event are taken after every event arrived; window 0 runs the relay with -batch-window 1ms",
 		"crash":              "the bench re-executes itself as a child process making -crash-bookings bookings (memory-queue or outbox) and printing each acknowledged commit; at half of them the child (and, for outbox, the relay) gets SIGKILL; the outbox relay is then restarted; lost = acknowledged commits whose row never arrived",
@@ -117,6 +127,7 @@ func methods() map[string]string {
 		"lost":               "committed events not received at the endpoint within -drain-timeout after the last booking",
 		"duplicates":         "rows the endpoint stored whose event_id it had already stored (endpoint.Stats.Duplicates)",
 		"relay":              "the relay binary runs as a separate process per run against the same DynamoDB (through the counting proxy) and the same endpoint, with -sink-profile generic and the bench's -batch-size, -batch-window and -batches-in-flight; started and ready (/readyz) before the bookings, stopped with SIGTERM after every row arrived and was marked",
+		"ddb_local_cpu":      "DynamoDB Local's CPU time (utime+stime of its process, read from the host's /proc) from the first booking until every row arrived and, for the relay's modes, was marked, per committed booking; it shows where DynamoDB Local's work goes, since every mode shares its two cores with it",
 		"ratios":             "median of the mode / median of the baseline",
 		"txn-floor":          "raw TransactWriteItems of the booking and the same outbox item outbox.Writer sends, into the run's outbox table (stream, index, TTL); no relay runs",
 		"memory-queue":       "PutItem, then append to an in-process slice; a worker POSTs all of it as one JSON array every 2s; a failed POST drops its rows",
@@ -163,6 +174,9 @@ func (rep *Report) summarize() {
 			vs := make([]float64, len(runs))
 			for i, r := range runs {
 				vs[i] = f.get(r)
+			}
+			if slices.ContainsFunc(vs, math.IsNaN) {
+				continue // not measured in some run
 			}
 			s := spread(vs)
 			ms.Figures[f.key] = s

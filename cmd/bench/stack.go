@@ -37,6 +37,10 @@ type stack struct {
 	proxy    *ddbProxy
 	shared   bool
 	stop     func()
+	// emulatorPID is DynamoDB Local's process as this host sees it (0 when
+	// unknown: a shared endpoint, or an engine whose processes the host
+	// cannot see), for its CPU time.
+	emulatorPID int
 }
 
 // newStack starts a run's DynamoDB Local and creates its tables. With
@@ -58,6 +62,11 @@ func (e *env) newStack(ctx context.Context, proxy bool) (*stack, error) {
 			return nil, fmt.Errorf("container endpoint: %w", err)
 		}
 		s.endpoint = "http://" + hostPort
+		if state, err := c.State(ctx); err == nil {
+			if _, err := readProcUsage(state.Pid); err == nil {
+				s.emulatorPID = state.Pid
+			}
+		}
 	}
 	ok := false
 	defer func() {
@@ -103,6 +112,16 @@ func (s *stack) close() {
 		}
 	}
 	s.stop()
+}
+
+// emulatorCPU is the CPU time DynamoDB Local has used so far, in seconds;
+// ok is false when it cannot be read.
+func (s *stack) emulatorCPU() (seconds float64, ok bool) {
+	if s.emulatorPID == 0 {
+		return 0, false
+	}
+	u, err := readProcUsage(s.emulatorPID)
+	return u.CPUSeconds, err == nil
 }
 
 // relayEndpoint is where the relay process reaches DynamoDB: through the

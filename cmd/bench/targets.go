@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -39,8 +40,7 @@ func (rep *Report) evaluate() {
 	add("outbox booking p50 / sync-dual-write", "<= 0.10x", r, "%.3fx", r <= 0.1)
 
 	c := rep.Capacity
-	if sat := c.Saturation; sat != nil && len(sat.Steps) > 0 {
-		st := sat.Steps[sat.At]
+	if st := c.Saturation.judged(); st != nil {
 		r := ratio(st.DeliveredPerS, st.BookingsPerS)
 		add(fmt.Sprintf("relay delivery / booking rate at saturation (%.0f/s)", st.BookingsPerS), ">= 0.95x", r, "%.2fx", r >= 0.95)
 		rel := st.BacklogSlope / st.BookingsPerS
@@ -55,6 +55,9 @@ func (rep *Report) evaluate() {
 	if d := c.Drain; d != nil {
 		r := ratio(d.EventsPerS, rep.median(ModeTxnFloor, "bookings_per_s"))
 		add("backlog drain rate / txn-floor booking rate", ">= 2x", r, "%.2fx", r >= 2)
+		// The relay's own saturation: with a backlog every batch can fill.
+		perEvent := float64(d.Requests) / float64(d.Events) * float64(rep.Config.BatchSize)
+		add(fmt.Sprintf("endpoint requests per event x batch-size (%d) draining (relay saturated)", rep.Config.BatchSize), "<= 1.1", perEvent, "%.2f", perEvent <= 1.1)
 		add(fmt.Sprintf("relay peak RSS draining %d events", d.Events), "<= 64 MiB", d.Relay.PeakRSSMiB, "%.1f MiB", d.Relay.PeakRSSMiB > 0 && d.Relay.PeakRSSMiB <= 64)
 	}
 	for _, cr := range c.Crash {
@@ -78,6 +81,10 @@ func (rep *Report) printCapacity(w io.Writer) {
 			}
 			fmt.Fprintf(tw, "%d\t%.1f\t%.1f\t%.0f\t%d\t%d\t%d\t%+.1f\t%.4f\t%s\n", st.Concurrency, st.BookingsPerS, st.DeliveredPerS,
 				st.BookingP99, st.BacklogStart, st.BacklogEnd, st.BacklogMax, st.BacklogSlope, st.RequestsPerEvt, mark)
+		}
+		if h := sat.Hold; h != nil {
+			fmt.Fprintf(tw, "%d\t%.1f\t%.1f\t%.0f\t%d\t%d\t%d\t%+.1f\t%.4f\t%s\n", h.Concurrency, h.BookingsPerS, h.DeliveredPerS,
+				h.BookingP99, h.BacklogStart, h.BacklogEnd, h.BacklogMax, h.BacklogSlope, h.RequestsPerEvt, fmt.Sprintf(" <- held %.0fs", h.WallS))
 		}
 		_ = tw.Flush()
 	}
@@ -134,6 +141,19 @@ func (rep *Report) printCapacity(w io.Writer) {
 	}
 }
 
+// judged is the step the saturation targets judge: the hold, or without
+// one the ramp's highest step; nil when no saturation ran.
+func (s *Saturation) judged() *Step {
+	switch {
+	case s == nil || len(s.Steps) == 0:
+		return nil
+	case s.Hold != nil:
+		return s.Hold
+	default:
+		return &s.Steps[s.At]
+	}
+}
+
 func containsDuration(list []Duration, d Duration) bool {
 	for _, v := range list {
 		if v == d {
@@ -158,8 +178,12 @@ func (rep *Report) problems() []string {
 		}
 	}
 	c := rep.Capacity
-	if c.Saturation != nil {
-		for _, st := range c.Saturation.Steps {
+	if sat := c.Saturation; sat != nil {
+		steps := sat.Steps
+		if sat.Hold != nil {
+			steps = append(slices.Clone(steps), *sat.Hold)
+		}
+		for _, st := range steps {
 			if st.Errors > 0 {
 				out = append(out, fmt.Sprintf("saturation, concurrency %d: %d booking errors", st.Concurrency, st.Errors))
 			}

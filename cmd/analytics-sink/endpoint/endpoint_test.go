@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ddboutbox/ddboutbox/relay"
 )
 
 type response struct {
@@ -562,6 +565,12 @@ func TestOptionsValidate(t *testing.T) {
 		{"zero max rows", func(o *Options) { o.MaxRows = 0 }, "max rows"},
 		{"negative max rows", func(o *Options) { o.MaxRows = -1 }, "max rows"},
 		{"zero max body", func(o *Options) { o.MaxBodyBytes = 0 }, "max body bytes"},
+		{"every profile", func(o *Options) { o.Profile = relay.ProfilePowerBIPush }, ""},
+		{"failure rate 1", func(o *Options) { o.FailureRate = 1 }, ""},
+		{"unknown profile", func(o *Options) { o.Profile = "powerbi" }, "must be one of"},
+		{"negative failure rate", func(o *Options) { o.FailureRate = -0.1 }, "failure rate"},
+		{"failure rate over 1", func(o *Options) { o.FailureRate = 1.01 }, "failure rate"},
+		{"NaN failure rate", func(o *Options) { o.FailureRate = math.NaN() }, "failure rate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -524,33 +524,7 @@ func TestFailureRate(t *testing.T) {
 	}
 }
 
-func TestStrictOptionsValidate(t *testing.T) {
-	valid := Options{MaxRows: 1, MaxBodyBytes: 1}
-	tests := []struct {
-		name    string
-		mutate  func(*Options)
-		wantErr string
-	}{
-		{"every profile", func(o *Options) { o.Profile = relay.ProfilePowerBIPush }, ""},
-		{"failure rate 1", func(o *Options) { o.FailureRate = 1 }, ""},
-		{"unknown profile", func(o *Options) { o.Profile = "powerbi" }, "must be one of"},
-		{"negative failure rate", func(o *Options) { o.FailureRate = -0.1 }, "failure rate"},
-		{"failure rate over 1", func(o *Options) { o.FailureRate = 1.01 }, "failure rate"},
-		{"NaN failure rate", func(o *Options) { o.FailureRate = math.NaN() }, "failure rate"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			o := valid
-			tt.mutate(&o)
-			err := o.Validate()
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Errorf("Validate() = %v, want nil", err)
-			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-				t.Errorf("Validate() = %v, want an error about %s", err, tt.wantErr)
-			}
-		})
-	}
+func TestNewPanicsOnAnUnknownProfile(t *testing.T) {
 	defer func() {
 		if recover() == nil {
 			t.Error("New accepted an unknown profile")
