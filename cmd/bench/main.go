@@ -36,7 +36,7 @@ func main() {
 	)
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.IntVar(&cfg.Bookings, "bookings", 2000, "bookings per mode per round")
-	fs.IntVar(&cfg.Concurrency, "concurrency", 4, "bookings in flight (closed-loop workers), the same for every mode; the default stays below DynamoDB Local's saturation on a 2-core machine, so that latency is the request path's, not queueing (the saturation scenario ramps it)")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 4, "bookings in flight (closed-loop workers), the same for every mode; the default keeps DynamoDB Local near, not above, its saturation on a 2-core machine, so that latency is mostly the request path's, not queueing (the saturation scenario ramps it)")
 	fs.IntVar(&cfg.Rounds, "rounds", 3, "rounds; the mode order rotates by one each round and medians are reported")
 	fs.StringVar(&modes, "modes", strings.Join(AllModes, ","), "comma-separated modes: "+strings.Join(AllModes, ", "))
 	fs.DurationVar(&sinkLatency, "sink-latency", 250*time.Millisecond, "latency of the local analytics endpoint's answer to each POST")
