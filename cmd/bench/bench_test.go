@@ -174,3 +174,52 @@ func TestSaturationTargetsJudgeTheHold(t *testing.T) {
 		})
 	}
 }
+
+func TestStepFitSeesThroughBatches(t *testing.T) {
+	// Bookings commit steadily; the relay delivers in batches every 1.3 s
+	// (window plus endpoint), out of phase with the one-second samples, so
+	// a difference of two samples would be off by up to a batch.
+	const period = 1.3
+	series := func(from, to int, booked, delivered float64) (first, last Sample, between []Sample) {
+		at := func(t int) Sample {
+			batches := math.Floor((float64(t) - 1) / period)
+			c, d := int(booked*float64(t)), int(delivered*period*max(0, batches))
+			return Sample{AtS: float64(t), Committed: c, Delivered: d, Backlog: c - d, Requests: int(max(0, batches))}
+		}
+		for t := from + 1; t < to; t++ {
+			between = append(between, at(t))
+		}
+		return at(from), at(to), between
+	}
+	tests := []struct {
+		name                string
+		from, to            int
+		booked, delivered   float64
+		wantSlope, slopeTol float64
+		rateTol             float64
+	}{
+		{name: "keeping up", from: 10, to: 70, booked: 300, delivered: 300, wantSlope: 0, slopeTol: 3, rateTol: 0.01},
+		{name: "falling behind", from: 10, to: 70, booked: 300, delivered: 250, wantSlope: 50, slopeTol: 3, rateTol: 0.01},
+		// Two points: the plain difference, which a batch can swing.
+		{name: "too short to fit", from: 10, to: 12, booked: 300, delivered: 300, wantSlope: 0, slopeTol: 400, rateTol: 0.7},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			first, last, between := series(tc.from, tc.to, tc.booked, tc.delivered)
+			var st Step
+			st.fit(first, last, between, time.Duration(tc.to-tc.from)*time.Second)
+			if math.Abs(st.DeliveredPerS-tc.delivered) > tc.rateTol*tc.delivered {
+				t.Errorf("delivered/s = %.1f, want %.0f", st.DeliveredPerS, tc.delivered)
+			}
+			if math.Abs(st.BacklogSlope-tc.wantSlope) > tc.slopeTol {
+				t.Errorf("backlog slope = %+.2f/s, want %+.0f", st.BacklogSlope, tc.wantSlope)
+			}
+			if limit := int(tc.booked*(1+2*period)) + int((tc.booked-tc.delivered)*float64(tc.to)); st.BacklogMax <= 0 || st.BacklogMax > limit {
+				t.Errorf("backlog max = %d, want in (0, %d]", st.BacklogMax, limit)
+			}
+			if want := 1 / (tc.delivered * period); len(between) > 1 && math.Abs(st.RequestsPerEvt-want) > 0.02*want {
+				t.Errorf("requests/event = %.5f, want %.5f (one per batch)", st.RequestsPerEvt, want)
+			}
+		})
+	}
+}

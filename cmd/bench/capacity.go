@@ -260,31 +260,39 @@ func (e *env) satStep(ctx context.Context, r *relayRun, op bookingOp, b *backlog
 	}
 	lat := summarize(lo.latencies)
 	st.BookingP50, st.BookingP99 = lat.P50, lat.P99
-	// Rates and growth are least-squares slopes over one-second samples:
-	// deliveries come in batches, so a difference of two instants would
-	// depend on where they fall in the cycle.
+	st.fit(first, last, b.since(from), lo.wall)
+	fmt.Fprintf(e.cfg.Log, "bench: %s: %7.1f bookings/s, relay %7.1f delivered/s, backlog %d -> %d (slope %+.1f/s), %.4f requests/event, p99 %.0fms\n",
+		label, st.BookingsPerS, st.DeliveredPerS, st.BacklogStart, st.BacklogEnd, st.BacklogSlope, st.RequestsPerEvt, st.BookingP99)
+	return st, nil
+}
+
+// fit sets the step's delivery rate, backlog growth and maximum, and
+// endpoint requests per event from samples (taken between first and last,
+// from when the fit starts) and last; with fewer than three points it
+// falls back to first and last over wall.
+//
+// Rates and growth are least-squares slopes over one-second samples:
+// deliveries come in batches, so a difference of two instants would depend
+// on where they fall in the cycle.
+func (st *Step) fit(first, last Sample, samples []Sample, wall time.Duration) {
+	samples = append(slices.Clone(samples), last)
 	var xs, backlogs, delivered []float64
-	var fit []Sample
-	for _, s := range append(b.since(from), last) {
+	for _, s := range samples {
 		xs = append(xs, s.AtS)
 		backlogs = append(backlogs, float64(s.Backlog))
 		delivered = append(delivered, float64(s.Delivered))
 		st.BacklogMax = max(st.BacklogMax, s.Backlog)
-		fit = append(fit, s)
 	}
 	st.BacklogSlope = slope(xs, backlogs)
 	st.DeliveredPerS = slope(xs, delivered)
 	if len(xs) < 3 { // too short to fit: the plain difference
-		fit = []Sample{first, last}
-		st.DeliveredPerS = float64(last.Delivered-first.Delivered) / lo.wall.Seconds()
+		samples = []Sample{first, last}
+		st.DeliveredPerS = float64(last.Delivered-first.Delivered) / wall.Seconds()
 	}
-	if a, z := fit[0], fit[len(fit)-1]; z.Delivered > a.Delivered {
+	if a, z := samples[0], samples[len(samples)-1]; z.Delivered > a.Delivered {
 		st.Requests = z.Requests - a.Requests
 		st.RequestsPerEvt = float64(st.Requests) / float64(z.Delivered-a.Delivered)
 	}
-	fmt.Fprintf(e.cfg.Log, "bench: %s: %7.1f bookings/s, relay %7.1f delivered/s, backlog %d -> %d (slope %+.1f/s), %.4f requests/event, p99 %.0fms\n",
-		label, st.BookingsPerS, st.DeliveredPerS, st.BacklogStart, st.BacklogEnd, st.BacklogSlope, st.RequestsPerEvt, st.BookingP99)
-	return st, nil
 }
 
 // backlog samples committed and delivered counts every second.
