@@ -6,7 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -106,7 +106,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
-	if contains(cfg.Modes, ModeBookingHTTP) {
+	if slices.Contains(cfg.Modes, ModeBookingHTTP) {
 		fmt.Fprintln(cfg.Log, "bench: building ./cmd/booking")
 		if e.bookingBin, err = buildCmd(ctx, dir, "booking"); err != nil {
 			return nil, err
@@ -475,23 +475,4 @@ func (e *env) progress(label string, total int, n *loadCounters, sk *sink) func(
 		}
 		<-finished
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

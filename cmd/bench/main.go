@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -118,10 +119,10 @@ func main() {
 func parseList(s string, known []string) ([]string, error) {
 	var out []string
 	for _, v := range splitList(s) {
-		if !contains(known, v) {
+		if !slices.Contains(known, v) {
 			return nil, fmt.Errorf("unknown %q; choose from %s", v, strings.Join(known, ", "))
 		}
-		if !contains(out, v) {
+		if !slices.Contains(out, v) {
 			out = append(out, v)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -253,7 +254,7 @@ func (rep *Report) Print(w io.Writer) {
 	for _, r := range rep.Runs {
 		if r.Mode == ModeOutbox && r.RelayWrites != nil {
 			fmt.Fprintf(w, "\noutbox DynamoDB writes, round %d: %d in-process TransactWriteItems; relay:", r.Round, r.AppWrites)
-			for _, k := range sortedKeys(r.RelayWrites) {
+			for _, k := range slices.Sorted(maps.Keys(r.RelayWrites)) {
 				fmt.Fprintf(w, " %s=%d", k, r.RelayWrites[k])
 			}
 			fmt.Fprintf(w, " (relay metrics: delivered %.0f, duplicate %.0f)\n", r.RelayMetrics["events_delivered_total"], r.RelayMetrics["events_duplicate_total"])

@@ -103,7 +103,7 @@ func (rep *Report) printCapacity(w io.Writer) {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		var windows []Duration
 		for _, p := range c.Sweep {
-			if !containsDuration(windows, p.Window) {
+			if !slices.Contains(windows, p.Window) {
 				windows = append(windows, p.Window)
 			}
 		}
@@ -152,15 +152,6 @@ func (s *Saturation) judged() *Step {
 	default:
 		return &s.Steps[s.At]
 	}
-}
-
-func containsDuration(list []Duration, d Duration) bool {
-	for _, v := range list {
-		if v == d {
-			return true
-		}
-	}
-	return false
 }
 
 // problems lists what must never happen, whatever the machine's speed:
