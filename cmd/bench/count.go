@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -24,21 +23,18 @@ import (
 // (each call once, whatever the SDK's own retries did) and the items they
 // write.
 type countingDB struct {
-	db                 *dynamodb.Client
-	requests, items    atomic.Int64
-	puts, transactions atomic.Int64
+	db              *dynamodb.Client
+	requests, items atomic.Int64
 }
 
 func (c *countingDB) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
 	c.requests.Add(1)
-	c.puts.Add(1)
 	c.items.Add(1)
 	return c.db.PutItem(ctx, in, optFns...)
 }
 
 func (c *countingDB) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
 	c.requests.Add(1)
-	c.transactions.Add(1)
 	c.items.Add(int64(len(in.TransactItems)))
 	return c.db.TransactWriteItems(ctx, in, optFns...)
 }
@@ -46,8 +42,6 @@ func (c *countingDB) TransactWriteItems(ctx context.Context, in *dynamodb.Transa
 func (c *countingDB) reset() {
 	c.requests.Store(0)
 	c.items.Store(0)
-	c.puts.Store(0)
-	c.transactions.Store(0)
 }
 
 // writeOps are the DynamoDB operations that write.
@@ -85,12 +79,7 @@ func startProxy(target string) (*ddbProxy, error) {
 		}
 		w.WriteHeader(http.StatusBadGateway)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("proxy listen: %w", err)
-	}
-	p.url = "http://" + ln.Addr().String()
-	p.http = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p.http, p.url, err = serveLoopback(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		op := r.Header.Get("X-Amz-Target")
 		if i := strings.LastIndexByte(op, '.'); i >= 0 {
 			op = op[i+1:]
@@ -115,8 +104,10 @@ func startProxy(target string) (*ddbProxy, error) {
 		}
 		p.mu.Unlock()
 		rp.ServeHTTP(w, r)
-	})}
-	go func() { _ = p.http.Serve(ln) }()
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
 	return p, nil
 }
 
@@ -129,10 +120,4 @@ func (p *ddbProxy) snapshot() (byOp, writes map[string]int) {
 	return byOp, writes
 }
 
-func (p *ddbProxy) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := p.http.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		_ = p.http.Close()
-	}
-}
+func (p *ddbProxy) close() { shutdown(p.http) }

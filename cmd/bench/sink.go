@@ -45,14 +45,32 @@ func startSink(latency time.Duration) (*sink, error) {
 		arrived:     make(map[string]time.Time),
 		byAggregate: make(map[string]time.Time),
 	}
+	var err error
+	if s.http, s.url, err = serveLoopback(s); err != nil {
+		return nil, fmt.Errorf("sink: %w", err)
+	}
+	s.url += "/rows"
+	return s, nil
+}
+
+// serveLoopback serves h on a free loopback port and returns its base URL.
+func serveLoopback(h http.Handler) (*http.Server, string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("sink listen: %w", err)
+		return nil, "", fmt.Errorf("listen: %w", err)
 	}
-	s.url = "http://" + ln.Addr().String() + "/rows"
-	s.http = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = s.http.Serve(ln) }()
-	return s, nil
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return srv, "http://" + ln.Addr().String(), nil
+}
+
+// shutdown stops srv, waiting up to 5 s for requests in flight.
+func shutdown(srv *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		_ = srv.Close()
+	}
 }
 
 // ServeHTTP records arrivals, then hands the request to the endpoint.
@@ -121,13 +139,7 @@ func (s *sink) received() int {
 	return len(s.arrived)
 }
 
-func (s *sink) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := s.http.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		_ = s.http.Close()
-	}
-}
+func (s *sink) close() { shutdown(s.http) }
 
 // waitForAll waits, at most timeout, until every key of commits arrived,
 // and returns how long it waited.
