@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -16,6 +15,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/ddboutbox/ddboutbox/dynamo"
 )
@@ -170,34 +172,47 @@ func (p *proc) metrics(ctx context.Context) (map[string]float64, error) {
 	if code != http.StatusOK {
 		return nil, fmt.Errorf("%s /metrics answered %d", p.name, code)
 	}
-	return parseCounters(body, "ddboutbox_relay_"), nil
+	return parseCounters(body, "ddboutbox_relay_")
 }
 
-// parseCounters reads the Prometheus text format lines of metrics whose
-// name starts with prefix, skipping histogram series.
-func parseCounters(body, prefix string) map[string]float64 {
-	out := map[string]float64{}
-	sc := bufio.NewScanner(strings.NewReader(body))
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, prefix) {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		name := strings.TrimPrefix(line[:i], prefix)
-		if strings.Contains(name, "_bucket") || strings.HasSuffix(name, "_sum") || strings.HasSuffix(name, "_count") {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		out[name] = v
+// parseCounters reads the counters and gauges of a Prometheus text
+// exposition whose names start with prefix: the prefix dropped, labels
+// folded into the name as the exposition writes them (histograms and
+// summaries skipped).
+func parseCounters(body, prefix string) (map[string]float64, error) {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("parse metrics: %w", err)
 	}
-	return out
+	out := map[string]float64{}
+	for name, f := range families {
+		short, ok := strings.CutPrefix(name, prefix)
+		if !ok {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			var v float64
+			switch {
+			case m.Counter != nil:
+				v = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				v = m.GetGauge().GetValue()
+			default:
+				continue
+			}
+			key := short
+			if labels := m.GetLabel(); len(labels) > 0 {
+				pairs := make([]string, len(labels))
+				for i, l := range labels {
+					pairs[i] = fmt.Sprintf("%s=%q", l.GetName(), l.GetValue())
+				}
+				key += "{" + strings.Join(pairs, ",") + "}"
+			}
+			out[key] = v
+		}
+	}
+	return out, nil
 }
 
 func httpGet(ctx context.Context, url string) (int, string) {
