@@ -223,3 +223,23 @@ func TestStepFitSeesThroughBatches(t *testing.T) {
 		})
 	}
 }
+
+func TestJSONArray(t *testing.T) {
+	tests := []struct {
+		rows []string
+		want string
+	}{
+		{nil, `[]`},
+		{[]string{`{"a":1}`}, `[{"a":1}]`},
+		{[]string{`{"a":1}`, `{"b":2}`, `{}`}, `[{"a":1},{"b":2},{}]`},
+	}
+	for _, tc := range tests {
+		var rows [][]byte
+		for _, r := range tc.rows {
+			rows = append(rows, []byte(r))
+		}
+		if got := string(jsonArray(rows)); got != tc.want {
+			t.Errorf("jsonArray(%q) = %s, want %s", tc.rows, got, tc.want)
+		}
+	}
+}

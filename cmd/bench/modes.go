@@ -156,9 +156,7 @@ func syncDualWriteOp(db *countingDB, bookingsTable string, hc *http.Client, sink
 		if err != nil {
 			return commit{}, err
 		}
-		body := make([]byte, 0, len(row)+2)
-		body = append(append(append(body, '['), row...), ']')
-		c.analyticsErr = post(ctx, hc, sinkURL, body)
+		c.analyticsErr = post(ctx, hc, sinkURL, jsonArray([][]byte{row}))
 		return c, nil
 	}
 }
@@ -208,6 +206,11 @@ func bookingHTTPOp(hc *http.Client, baseURL string) bookingOp {
 		}
 		return commit{key: aggregateKey(created.BookingID), committedAt: time.Now()}, nil
 	}
+}
+
+// jsonArray is rows, each a JSON object, as one JSON array.
+func jsonArray(rows [][]byte) []byte {
+	return append(append([]byte{'['}, bytes.Join(rows, []byte{','})...), ']')
 }
 
 // post sends body to url and requires a 2xx answer.
@@ -288,17 +291,8 @@ func (q *memQueue) flush() {
 	q.mu.Unlock()
 	for len(rows) > 0 {
 		n := min(len(rows), maxRowsPerPost)
-		var buf bytes.Buffer
-		buf.WriteByte('[')
-		for i, r := range rows[:n] {
-			if i > 0 {
-				buf.WriteByte(',')
-			}
-			buf.Write(r)
-		}
-		buf.WriteByte(']')
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := post(ctx, q.hc, q.url, buf.Bytes())
+		err := post(ctx, q.hc, q.url, jsonArray(rows[:n]))
 		cancel()
 		q.posts++
 		if err != nil {
