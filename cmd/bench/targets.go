@@ -74,17 +74,19 @@ func (rep *Report) printCapacity(w io.Writer) {
 		fmt.Fprintln(w, "\nsaturation (outbox with the relay running; closed loop per step):")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "concurrency\tbookings/s\trelay delivered/s\tbooking p99 ms\tbacklog start\tend\tmax\tslope/s\treq/event\t")
+		row := func(st Step, mark string) {
+			fmt.Fprintf(tw, "%d\t%.1f\t%.1f\t%.0f\t%d\t%d\t%d\t%+.1f\t%.4f\t%s\n", st.Concurrency, st.BookingsPerS, st.DeliveredPerS,
+				st.BookingP99, st.BacklogStart, st.BacklogEnd, st.BacklogMax, st.BacklogSlope, st.RequestsPerEvt, mark)
+		}
 		for i, st := range sat.Steps {
 			mark := ""
 			if i == sat.At {
 				mark = " <- saturation"
 			}
-			fmt.Fprintf(tw, "%d\t%.1f\t%.1f\t%.0f\t%d\t%d\t%d\t%+.1f\t%.4f\t%s\n", st.Concurrency, st.BookingsPerS, st.DeliveredPerS,
-				st.BookingP99, st.BacklogStart, st.BacklogEnd, st.BacklogMax, st.BacklogSlope, st.RequestsPerEvt, mark)
+			row(st, mark)
 		}
 		if h := sat.Hold; h != nil {
-			fmt.Fprintf(tw, "%d\t%.1f\t%.1f\t%.0f\t%d\t%d\t%d\t%+.1f\t%.4f\t%s\n", h.Concurrency, h.BookingsPerS, h.DeliveredPerS,
-				h.BookingP99, h.BacklogStart, h.BacklogEnd, h.BacklogMax, h.BacklogSlope, h.RequestsPerEvt, fmt.Sprintf(" <- held %.0fs", h.WallS))
+			row(*h, fmt.Sprintf(" <- held %.0fs", h.WallS))
 		}
 		_ = tw.Flush()
 	}
