@@ -109,11 +109,7 @@ func TestEvaluateJudgesTargets(t *testing.T) {
 	rep.Capacity.HalfLoad = &HalfLoad{EndToEnd: Latency{P99: 1400}}
 	rep.Capacity.Crash = []CrashResult{{Mode: ModeMemoryQueue, Lost: 40}, {Mode: ModeOutbox, Lost: 0}}
 	rep.evaluate()
-	got := map[string]bool{}
-	for _, tg := range rep.Targets {
-		got[tg.Name] = tg.Met
-	}
-	want := map[string]bool{
+	checkTargets(t, rep, map[string]bool{
 		"outbox booking p50 / txn-floor":                                            true,  // 1.10x
 		"outbox booking p99 / txn-floor":                                            false, // 1.20x
 		"outbox booking p50 / sync-dual-write":                                      true,  // 0.042x
@@ -122,6 +118,16 @@ func TestEvaluateJudgesTargets(t *testing.T) {
 		"relay peak RSS draining 1000 events":                                       false, // 70 MiB
 		"endpoint requests per event x batch-size (500) draining (relay saturated)": false, // 1.5
 		"outbox events lost after SIGKILL":                                          true,
+	}) // no saturation ran: none of its targets
+}
+
+// checkTargets requires rep's targets to be exactly want's names, each met
+// or missed as want says.
+func checkTargets(t *testing.T, rep *Report, want map[string]bool) {
+	t.Helper()
+	got := map[string]bool{}
+	for _, tg := range rep.Targets {
+		got[tg.Name] = tg.Met
 	}
 	for name, met := range want {
 		if g, ok := got[name]; !ok || g != met {
@@ -129,7 +135,7 @@ func TestEvaluateJudgesTargets(t *testing.T) {
 		}
 	}
 	if len(rep.Targets) != len(want) {
-		t.Errorf("%d targets, want %d (no saturation ran): %+v", len(rep.Targets), len(want), rep.Targets)
+		t.Errorf("%d targets, want %d: %+v", len(rep.Targets), len(want), rep.Targets)
 	}
 }
 
@@ -159,18 +165,7 @@ func TestSaturationTargetsJudgeTheHold(t *testing.T) {
 			rep := &Report{Config: Config{BatchSize: 500}}
 			rep.Capacity.Saturation = &Saturation{Steps: ramp, At: 1, Hold: tc.hold}
 			rep.evaluate()
-			got := map[string]bool{}
-			for _, tg := range rep.Targets {
-				got[tg.Name] = tg.Met
-			}
-			if len(got) != len(tc.want) {
-				t.Errorf("targets %v, want %v", got, tc.want)
-			}
-			for name, met := range tc.want {
-				if g, ok := got[name]; !ok || g != met {
-					t.Errorf("target %q: met=%v (present %v), want %v", name, g, ok, met)
-				}
-			}
+			checkTargets(t, rep, tc.want)
 		})
 	}
 }
