@@ -128,8 +128,9 @@ func pendingIndexAttrs() []types.AttributeDefinition {
 	}
 }
 
-// pendingIndex projects only the keys: the sweeper re-reads each event with
-// a consistent GetItem anyway, and a keys-only index costs the least.
+// pendingIndex projects only the keys: the sweeper reads each event back
+// whole from its claim (an UpdateItem returning ALL_NEW) anyway, and a
+// keys-only index costs the least.
 func pendingIndex() types.GlobalSecondaryIndex {
 	return types.GlobalSecondaryIndex{
 		IndexName: aws.String(outbox.PendingIndex),

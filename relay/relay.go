@@ -3,7 +3,7 @@
 // batch as one JSON request, marks the events DELIVERED and only then
 // checkpoints the shard. Delivery is at-least-once: a checkpoint never
 // passes an event that is neither DELIVERED nor FAILED, so after a crash at
-// most the batch in flight is sent again.
+// most the batches in flight (Config.BatchesInFlight) are sent again.
 package relay
 
 import (

@@ -1,8 +1,9 @@
 // Command bench compares ddboutbox with the usual ways of telling an
 // analytics endpoint about a booking: put-only (no analytics), txn-floor
 // (a raw two-item TransactWriteItems), sync-dual-write (POST inside the
-// request), memory-queue (in-process queue flushed every 2 s) and outbox
-// (outbox.Writer plus the relay as a separate process). It runs the modes
+// request), memory-queue (in-process queue flushed every 2 s), outbox
+// (outbox.Writer plus the relay as a separate process) and booking-http
+// (cmd/booking as a separate process, the relay delivering). It runs the modes
 // in several rounds in rotating order against DynamoDB Local (a container,
 // or -dynamodb-endpoint) and a local endpoint with a configurable latency,
 // and prints the median of each figure with its range.
