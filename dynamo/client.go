@@ -6,6 +6,7 @@ package dynamo
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -31,6 +32,20 @@ type Config struct {
 	Region string
 }
 
+// Validate rejects an endpoint the SDK accepts but can never reach: without
+// a scheme or host (127.0.0.1:8000) every call fails to resolve, which a
+// relay would retry forever and a server would answer with 500s.
+func (c Config) Validate() error {
+	if c.Endpoint == "" {
+		return nil
+	}
+	u, err := url.Parse(c.Endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		return fmt.Errorf("endpoint %q is not an absolute http or https URL with a host, e.g. http://127.0.0.1:8000", c.Endpoint)
+	}
+	return nil
+}
+
 // Clients holds the two SDK clients the product uses. Both share one
 // aws.Config, so retries of throttled calls, signing and credentials come
 // from the SDK's standard chain.
@@ -40,8 +55,11 @@ type Clients struct {
 }
 
 // NewClients builds DynamoDB and DynamoDB Streams clients from cfg and the
-// standard AWS environment.
+// standard AWS environment. It fails if cfg does not Validate.
 func NewClients(ctx context.Context, cfg Config) (*Clients, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("dynamo config: %w", err)
+	}
 	var opts []func(*config.LoadOptions) error
 	if cfg.Region != "" {
 		opts = append(opts, config.WithRegion(cfg.Region))

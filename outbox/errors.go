@@ -50,7 +50,8 @@ func (e *ConditionFailedError) Error() string {
 func (e *ConditionFailedError) Unwrap() error { return e.Err }
 
 // ErrTransactionConflict means another request was changing one of the
-// items at the same time; nothing was written and the commit may be retried.
+// items at the same time, or a commit with the same idempotency token is
+// still in progress; this call wrote nothing and the commit may be retried.
 var ErrTransactionConflict = errors.New("outbox: transaction conflict")
 
 // ErrIdempotencyMismatch means the idempotency token was used in the last

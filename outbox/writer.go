@@ -87,11 +87,18 @@ func (w *Writer) build(tx Tx) (*dynamodb.TransactWriteItemsInput, error) {
 	}
 	items := make([]types.TransactWriteItem, 0, len(tx.Writes)+len(tx.Events))
 	items = append(items, tx.Writes...)
-	for _, e := range tx.Events {
+	// DynamoDB refuses two actions on one item with a generic
+	// ValidationException; naming the events is more use to the caller.
+	seen := make(map[string]int, len(tx.Events))
+	for i, e := range tx.Events {
 		item, err := Item(e)
 		if err != nil {
 			return nil, err
 		}
+		if j, dup := seen[e.ID]; dup {
+			return nil, &ValidationError{Field: "events", Reason: fmt.Sprintf("events %d and %d have the same id %s", j, i, e.ID)}
+		}
+		seen[e.ID] = i
 		items = append(items, types.TransactWriteItem{Put: &types.Put{
 			TableName:                           aws.String(w.table()),
 			Item:                                item,
@@ -182,8 +189,13 @@ func classify(err error, items []types.TransactWriteItem, nWrites int) error {
 	}
 	var tce *types.TransactionCanceledException
 	if !errors.As(err, &tce) {
-		var conflict *types.TransactionConflictException
-		if errors.As(err, &conflict) {
+		var (
+			conflict   *types.TransactionConflictException
+			inProgress *types.TransactionInProgressException
+		)
+		// In progress: a commit with the same token has not finished yet,
+		// so the outcome is unknown and a later retry gets it.
+		if errors.As(err, &conflict) || errors.As(err, &inProgress) {
 			return fmt.Errorf("%w: %w", ErrTransactionConflict, err)
 		}
 		return fmt.Errorf("outbox: transact write: %w", err)

@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -119,6 +120,8 @@ func TestCommitChecksLimitsBeforeCalling(t *testing.T) {
 	for i := range many {
 		many[i] = small
 	}
+	sameID := mustEvent(t, map[string]string{"other": "payload"})
+	sameID.ID = small.ID
 	fat := make([]Event, 11) // 11 x 390 KB > 4 MB
 	for i := range fat {
 		fat[i] = mustEvent(t, map[string]string{"blob": strings.Repeat("x", 390*1024)})
@@ -133,6 +136,8 @@ func TestCommitChecksLimitsBeforeCalling(t *testing.T) {
 		{"over 100 actions", Tx{Events: many}, "transaction"},
 		{"over 4 MB", Tx{Events: fat}, "transaction"},
 		{"token too long", Tx{Events: []Event{small}, IdempotencyToken: strings.Repeat("t", 37)}, "idempotency token"},
+		{"same event twice", Tx{Events: []Event{small, small}}, "events"},
+		{"same event id, other contents", Tx{Events: []Event{small, sameID}}, "events"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -178,6 +183,19 @@ func TestCommitClassifiesErrors(t *testing.T) {
 		}},
 		{"conflict", canceled("TransactionConflict", "None"), func(t *testing.T, err error) {
 			if !errors.Is(err, ErrTransactionConflict) {
+				t.Fatalf("got %v", err)
+			}
+		}},
+		{"conflict exception", &types.TransactionConflictException{}, func(t *testing.T, err error) {
+			var tce *types.TransactionConflictException
+			if !errors.Is(err, ErrTransactionConflict) || !errors.As(err, &tce) {
+				t.Fatalf("got %v", err)
+			}
+		}},
+		// Wrapped as the SDK's operation error wraps it.
+		{"same token still in progress", fmt.Errorf("operation error DynamoDB: TransactWriteItems: %w", &types.TransactionInProgressException{}), func(t *testing.T, err error) {
+			var tip *types.TransactionInProgressException
+			if !errors.Is(err, ErrTransactionConflict) || !errors.As(err, &tip) {
 				t.Fatalf("got %v", err)
 			}
 		}},

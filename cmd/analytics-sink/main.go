@@ -36,6 +36,9 @@ func main() {
 		if err := cli.Parse(fs, os.Args[1:]); err != nil {
 			return err
 		}
+		if err := cli.NoArgs(fs); err != nil {
+			return err
+		}
 		if err := o.Validate(); err != nil {
 			return cli.Usage(err)
 		}

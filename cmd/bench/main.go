@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/ddboutbox/ddboutbox/cmd/internal/cli"
+	"github.com/ddboutbox/ddboutbox/dynamo"
 	"github.com/ddboutbox/ddboutbox/relay"
 )
 
@@ -142,6 +143,9 @@ func splitList(s string) []string {
 }
 
 func validate(c Config) error {
+	if err := (dynamo.Config{Endpoint: c.Endpoint}).Validate(); err != nil {
+		return fmt.Errorf("-dynamodb-endpoint: %w", err)
+	}
 	switch {
 	case c.Bookings < 1:
 		return fmt.Errorf("-bookings %d must be at least 1", c.Bookings)

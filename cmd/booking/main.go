@@ -27,6 +27,9 @@ func main() {
 		if err := cli.Parse(fs, os.Args[1:]); err != nil {
 			return err
 		}
+		if err := cli.NoArgs(fs); err != nil {
+			return err
+		}
 		log, err := logger()
 		if err != nil {
 			return err

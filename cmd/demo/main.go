@@ -30,6 +30,9 @@ func main() {
 		if err := cli.Parse(fs, os.Args[1:]); err != nil {
 			return err
 		}
+		if err := cli.NoArgs(fs); err != nil {
+			return err
+		}
 		if err := c.validate(); err != nil {
 			return cli.Usage(err)
 		}

@@ -35,6 +35,9 @@ type config struct {
 }
 
 func (c config) validate() error {
+	if err := (dynamo.Config{Endpoint: c.endpoint}).Validate(); err != nil {
+		return fmt.Errorf("-dynamodb-endpoint: %w", err)
+	}
 	switch {
 	case c.endpoint == "" && c.jarDir == "":
 		return errors.New("give -dynamodb-endpoint or -dynamodb-local-jar-dir (make demo sets it)")

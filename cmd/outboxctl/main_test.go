@@ -38,6 +38,9 @@ func TestUsageErrors(t *testing.T) {
 		{"failed", "-id", ""},
 		{"tail", "-interval", "0s"},
 		{"tail", "-lag", "-1s"},
+		{"-outbox-table", "", "status"},
+		{"-state-table=", "tail"},
+		{"-dynamodb-endpoint", "127.0.0.1:8000", "failed"},
 	} {
 		var stdout, stderr bytes.Buffer
 		err := run(context.Background(), args, &stdout, &stderr)

@@ -29,6 +29,9 @@ func main() {
 		if err := cli.Parse(fs, os.Args[1:]); err != nil {
 			return err
 		}
+		if err := cli.NoArgs(fs); err != nil {
+			return err
+		}
 		var err error
 		if cfg.Logger, err = logger(); err != nil {
 			return err

@@ -13,7 +13,8 @@
 // # Status codes of POST /bookings
 //
 //	201  created, or replayed (with Idempotent-Replayed: true)
-//	400  malformed or unknown JSON, missing or over-long fields, bad Idempotency-Key
+//	400  malformed JSON, unknown, duplicate or miscased keys, missing or
+//	     over-long fields, bad Idempotency-Key
 //	409  the generated booking id already exists
 //	413  body over MaxBodyBytes
 //	422  Idempotency-Key already used with a different request
@@ -38,6 +39,7 @@
 package bookings
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -478,9 +480,15 @@ func badRequest(format string, args ...any) *requestError {
 // body and validates it.
 func decodeCreate(w http.ResponseWriter, r *http.Request) (createRequest, *requestError) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	dec.DisallowUnknownFields()
 	var req createRequest
-	if err := dec.Decode(&req); err != nil {
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		return req, decodeError(err)
+	}
+	if err := checkKeys(raw); err != nil {
+		return req, err
+	}
+	if err := json.Unmarshal(raw, &req); err != nil {
 		return req, decodeError(err)
 	}
 	// Decode stops after the first value; anything but whitespace after it
@@ -505,6 +513,37 @@ func decodeCreate(w http.ResponseWriter, r *http.Request) (createRequest, *reque
 	return req, nil
 }
 
+// checkKeys rejects what encoding/json lets through: it matches keys
+// case-insensitively and keeps the last of duplicate keys, so
+// {"USER_ID":"u"} or {"user_id":"u","USER_ID":"x"} would be accepted. raw
+// is one syntactically valid JSON value; anything but an object is left
+// for the decoder to report.
+func checkKeys(raw json.RawMessage) *requestError {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		key, _ := tok.(string)
+		switch {
+		case key != "user_id" && key != "session_id":
+			return badRequest("unknown field %q", key)
+		case seen[key]:
+			return badRequest("duplicate field %q", key)
+		}
+		seen[key] = true
+		if err := dec.Decode(&json.RawMessage{}); err != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
 func decodeError(err error) *requestError {
 	var (
 		tooBig    *http.MaxBytesError
@@ -522,9 +561,6 @@ func decodeError(err error) *requestError {
 		return badRequest("%s must be a string", wrongType.Field)
 	case errors.As(err, &wrongType):
 		return badRequest("request body must be a JSON object")
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		// encoding/json has no typed error for DisallowUnknownFields.
-		return badRequest("%s", strings.TrimPrefix(err.Error(), "json: "))
 	}
 	return badRequest("malformed JSON")
 }

@@ -145,6 +145,12 @@ func TestCreateRejectsBadInputWithoutWriting(t *testing.T) {
 		{"not JSON", `hello`, nil, 400, "malformed JSON"},
 		{"array instead of object", `[]`, nil, 400, "request body must be a JSON object"},
 		{"unknown field", `{"user_id":"u","session_id":"s","seat":"1A"}`, nil, 400, `unknown field "seat"`},
+		{"keys in upper case", `{"USER_ID":"u","SESSION_ID":"s"}`, nil, 400, `unknown field "USER_ID"`},
+		{"key in mixed case", `{"user_id":"u","Session_Id":"s"}`, nil, 400, `unknown field "Session_Id"`},
+		{"case variant overriding a key", `{"user_id":"u","USER_ID":"x","session_id":"s"}`, nil, 400, `unknown field "USER_ID"`},
+		{"duplicate key", `{"user_id":"u","session_id":"s","user_id":"x"}`, nil, 400, `duplicate field "user_id"`},
+		{"duplicate key, same value", `{"user_id":"u","session_id":"s","session_id":"s"}`, nil, 400, `duplicate field "session_id"`},
+		{"unknown nested under a known key is a type error", `{"user_id":{"USER_ID":"u"},"session_id":"s"}`, nil, 400, "user_id must be a string"},
 		{"missing user_id", `{"session_id":"s"}`, nil, 400, "user_id is required"},
 		{"empty session_id", `{"user_id":"u","session_id":""}`, nil, 400, "session_id is required"},
 		{"blank user_id", `{"user_id":"  ","session_id":"s"}`, nil, 400, "user_id is required"},
@@ -472,6 +478,11 @@ func TestCreateMapsDynamoDBErrors(t *testing.T) {
 		{
 			name:       "transaction conflict exception is retryable",
 			db:         &fakeDB{transact: fail(&types.TransactionConflictException{Message: aws.String("conflict")})},
+			wantStatus: 503, wantError: "retry", wantHeader: http.Header{"Retry-After": {"1"}},
+		},
+		{
+			name:       "transaction in progress is retryable",
+			db:         &fakeDB{transact: fail(&types.TransactionInProgressException{Message: aws.String("in progress")})},
 			wantStatus: 503, wantError: "retry", wantHeader: http.Header{"Retry-After": {"1"}},
 		},
 		{

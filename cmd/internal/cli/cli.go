@@ -71,17 +71,79 @@ func Parse(fs *flag.FlagSet, args []string) error {
 			err = Usage(fmt.Errorf("env %s: %w", EnvName(f.Name), setErr))
 		}
 	})
+	// Checked only now, so that a bad value is reported the same way
+	// whether the command line or the environment gave it.
+	fs.VisitAll(func(f *flag.Flag) {
+		c, ok := f.Value.(checkedString)
+		if !ok || err != nil {
+			return
+		}
+		if checkErr := c.check(*c.p); checkErr != nil {
+			name := "-" + f.Name
+			if !given[f.Name] {
+				name += " (env " + EnvName(f.Name) + ")"
+			}
+			err = Usage(fmt.Errorf("%s: %w", name, checkErr))
+		}
+	})
 	return err
+}
+
+// NoArgs rejects positional arguments, for binaries that take none. The
+// flag package stops at the first one, so without this "relay stray
+// -sink-url x" would ignore -sink-url and fail with a misleading reason.
+func NoArgs(fs *flag.FlagSet) error {
+	if fs.NArg() > 0 {
+		return Usage(fmt.Errorf("unexpected argument %q (-h for help)", fs.Arg(0)))
+	}
+	return nil
+}
+
+// checkedString is a string flag whose final value Parse checks.
+type checkedString struct {
+	p     *string
+	check func(string) error
+}
+
+func (s checkedString) String() string {
+	// flag.PrintDefaults calls String on a zero value.
+	if s.p == nil {
+		return ""
+	}
+	return *s.p
+}
+
+func (s checkedString) Set(v string) error {
+	*s.p = v
+	return nil
+}
+
+// checkedStringVar is fs.StringVar with a check Parse applies.
+func checkedStringVar(fs *flag.FlagSet, p *string, name, value, usage string, check func(string) error) {
+	*p = value
+	fs.Var(checkedString{p: p, check: check}, name, usage)
+}
+
+// tableName rejects an empty table name: the libraries read "" as "the
+// default", so OUTBOX_TABLE= would silently pick the default table in one
+// binary and reach DynamoDB as "" in another.
+func tableName(v string) error {
+	if v == "" {
+		return errors.New("table name must not be empty")
+	}
+	return nil
 }
 
 // Dynamo registers -dynamodb-endpoint and the three table flags. Region and
 // credentials come from the standard AWS environment (AWS_REGION,
-// AWS_PROFILE, ...).
+// AWS_PROFILE, ...). Parse rejects an endpoint that dynamo.Config.Validate
+// rejects and a table name given as empty.
 func Dynamo(fs *flag.FlagSet, c *dynamo.Config, t *dynamo.Tables) {
-	fs.StringVar(&c.Endpoint, "dynamodb-endpoint", "", "DynamoDB endpoint, e.g. http://127.0.0.1:8000 for DynamoDB Local; empty means real AWS")
-	fs.StringVar(&t.Outbox, "outbox-table", dynamo.DefaultOutboxTable, "outbox table (stream enabled, NEW_IMAGE)")
-	fs.StringVar(&t.Bookings, "bookings-table", dynamo.DefaultBookingsTable, "bookings table of the example service")
-	fs.StringVar(&t.State, "state-table", dynamo.DefaultStateTable, "relay lease and checkpoint table")
+	checkedStringVar(fs, &c.Endpoint, "dynamodb-endpoint", "", "DynamoDB endpoint `URL`, e.g. http://127.0.0.1:8000 for DynamoDB Local; empty means real AWS",
+		func(v string) error { return dynamo.Config{Endpoint: v}.Validate() })
+	checkedStringVar(fs, &t.Outbox, "outbox-table", dynamo.DefaultOutboxTable, "outbox `table` (stream enabled, NEW_IMAGE)", tableName)
+	checkedStringVar(fs, &t.Bookings, "bookings-table", dynamo.DefaultBookingsTable, "bookings `table` of the example service", tableName)
+	checkedStringVar(fs, &t.State, "state-table", dynamo.DefaultStateTable, "relay lease and checkpoint `table`", tableName)
 }
 
 // Log registers -log-level and -log-format; call the result after parsing.

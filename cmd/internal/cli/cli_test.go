@@ -188,3 +188,86 @@ func TestLogFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestDynamoFlagsAreChecked(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		wantErr  string // "" = no error
+		endpoint string
+		tables   dynamo.Tables
+	}{
+		{name: "defaults", tables: dynamo.Tables{Outbox: "Outbox", Bookings: "Bookings", State: "OutboxRelayState"}},
+		{
+			name: "valid endpoint and tables", args: []string{"-dynamodb-endpoint", "http://127.0.0.1:8000", "-outbox-table", "O"},
+			env: map[string]string{"STATE_TABLE": "S"}, endpoint: "http://127.0.0.1:8000",
+			tables: dynamo.Tables{Outbox: "O", Bookings: "Bookings", State: "S"},
+		},
+		{name: "endpoint without scheme", args: []string{"-dynamodb-endpoint", "127.0.0.1:8000"}, wantErr: `-dynamodb-endpoint: endpoint "127.0.0.1:8000" is not`},
+		{name: "endpoint without host", args: []string{"-dynamodb-endpoint", "http://"}, wantErr: "-dynamodb-endpoint: "},
+		{name: "endpoint from env", env: map[string]string{"DYNAMODB_ENDPOINT": "localhost:8000"}, wantErr: "-dynamodb-endpoint (env DYNAMODB_ENDPOINT): "},
+		{name: "empty outbox table flag", args: []string{"-outbox-table", ""}, wantErr: "-outbox-table: table name must not be empty"},
+		{name: "empty bookings table flag", args: []string{"-bookings-table="}, wantErr: "-bookings-table: table name must not be empty"},
+		{name: "empty outbox table env", env: map[string]string{"OUTBOX_TABLE": ""}, wantErr: "-outbox-table (env OUTBOX_TABLE): table name must not be empty"},
+		{name: "empty state table env", env: map[string]string{"STATE_TABLE": ""}, wantErr: "-state-table (env STATE_TABLE): table name must not be empty"},
+		{name: "flag beats an empty env", args: []string{"-outbox-table", "O"}, env: map[string]string{"OUTBOX_TABLE": ""},
+			tables: dynamo.Tables{Outbox: "O", Bookings: "Bookings", State: "OutboxRelayState"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			var (
+				db     dynamo.Config
+				tables dynamo.Tables
+			)
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			Dynamo(fs, &db, &tables)
+			err := Parse(fs, tt.args)
+			if tt.wantErr != "" {
+				if !errors.Is(err, ErrUsage) || !strings.HasPrefix(err.Error(), tt.wantErr) || strings.Contains(err.Error(), "\n") {
+					t.Fatalf("got %v, want a one-line usage error starting %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || db.Endpoint != tt.endpoint || tables != tt.tables {
+				t.Fatalf("got %q %+v, %v", db.Endpoint, tables, err)
+			}
+		})
+	}
+}
+
+func TestNoArgs(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string // "" = no error
+	}{
+		{"none", nil, ""},
+		{"flags only", []string{"-sink-url", "http://x"}, ""},
+		{"after the flags", []string{"-sink-url", "http://x", "stray"}, `unexpected argument "stray"`},
+		{"before the flags", []string{"stray", "-sink-url", "http://x"}, `unexpected argument "stray"`},
+		{"after --", []string{"--", "-x"}, `unexpected argument "-x"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			fs.String("sink-url", "", "")
+			if err := Parse(fs, tt.args); err != nil {
+				t.Fatal(err)
+			}
+			err := NoArgs(fs)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("got %v, want a usage error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
