@@ -25,6 +25,31 @@ const (
 	AttrReplayedAt = "replayed_at" // S, RFC 3339 UTC: set by Replay
 )
 
+// PendingSince is when the outbox item last entered PENDING: the latest of
+// its occurred_at and the redriven_at and replayed_at that Redrive and
+// Replay stamp. An age limit such as the relay's max-record-age counts from
+// here: an operator who puts an event back asks for it to be delivered
+// now, so its age must not fail it again unsent. It is the zero time when
+// none of the three is set, and an error when one is set but is not a
+// time.
+func PendingSince(item map[string]types.AttributeValue) (time.Time, error) {
+	var at struct {
+		OccurredAt time.Time `dynamodbav:"occurred_at"`
+		RedrivenAt time.Time `dynamodbav:"redriven_at"`
+		ReplayedAt time.Time `dynamodbav:"replayed_at"`
+	}
+	if err := attributevalue.UnmarshalMap(item, &at); err != nil {
+		return time.Time{}, fmt.Errorf("outbox: read pending since: %w", err)
+	}
+	latest := at.OccurredAt
+	for _, t := range []time.Time{at.RedrivenAt, at.ReplayedAt} {
+		if t.After(latest) {
+			latest = t
+		}
+	}
+	return latest.UTC(), nil
+}
+
 // requeueConcurrency bounds the UpdateItem calls Redrive and Replay keep in
 // flight: enough to replay a day of events in seconds, few enough not to
 // throttle a provisioned table.

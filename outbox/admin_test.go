@@ -141,3 +141,45 @@ func TestReplayBuildsConditionalUpdates(t *testing.T) {
 		t.Errorf("update %q removes nothing", *up.UpdateExpression)
 	}
 }
+
+func TestPendingSince(t *testing.T) {
+	s := func(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
+	const occurred = "2025-05-01T10:00:00Z"
+	tests := []struct {
+		name    string
+		item    map[string]types.AttributeValue
+		want    string // RFC 3339; "" for the zero time
+		wantErr bool
+	}{
+		{"written: occurred_at", map[string]types.AttributeValue{AttrOccurredAt: s(occurred), AttrPayload: s("{}")}, occurred, false},
+		{"redriven later", map[string]types.AttributeValue{AttrOccurredAt: s(occurred), AttrRedrivenAt: s("2025-05-03T08:00:00.5Z")}, "2025-05-03T08:00:00.5Z", false},
+		{"replayed later", map[string]types.AttributeValue{AttrOccurredAt: s(occurred), AttrReplayedAt: s("2025-05-02T00:00:00Z")}, "2025-05-02T00:00:00Z", false},
+		{"latest of redrive and replay", map[string]types.AttributeValue{
+			AttrOccurredAt: s(occurred), AttrRedrivenAt: s("2025-05-02T00:00:00Z"), AttrReplayedAt: s("2025-05-04T00:00:00Z"),
+		}, "2025-05-04T00:00:00Z", false},
+		{"a stamp before occurred_at (clock skew) does not move it back", map[string]types.AttributeValue{AttrOccurredAt: s(occurred), AttrRedrivenAt: s("2025-05-01T09:59:00Z")}, occurred, false},
+		{"no times at all", map[string]types.AttributeValue{AttrEventID: s("e1")}, "", false},
+		{"malformed stamp", map[string]types.AttributeValue{AttrOccurredAt: s(occurred), AttrRedrivenAt: s("yesterday")}, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := PendingSince(tt.item)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("got %s, want an error", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want time.Time
+			if tt.want != "" {
+				want, _ = time.Parse(time.RFC3339Nano, tt.want)
+			}
+			if !got.Equal(want) || got.Location() != time.UTC {
+				t.Fatalf("got %s, want %s in UTC", got, want)
+			}
+		})
+	}
+}

@@ -85,7 +85,9 @@ type Config struct {
 	MaxAttempts int
 	// MaxRecordAge marks an event FAILED instead of sending it when it
 	// occurred longer ago than this (like Lambda's MaximumRecordAgeInSeconds).
-	// 0 or negative: no limit (default).
+	// A redrive or replay restarts the clock (see outbox.PendingSince).
+	// 0 or negative: no limit (default). With the sweeper on it must exceed
+	// SweepAfter, or every event the sweeper finds would fail unsent.
 	MaxRecordAge time.Duration
 	// UnhealthyAfter is how long deliveries may keep failing before Ready
 	// reports the relay not ready. Default 1m.
@@ -280,11 +282,33 @@ func (c Config) Validate() error {
 	if c.RetryMax < c.RetryBase {
 		return bad("retry max %s is below retry base %s", c.RetryMax, c.RetryBase)
 	}
+	// A few nanoseconds (a forgotten unit) would panic the lease renewal
+	// ticker (LeaseDuration/3 rounds to 0), make a loop spin, or write
+	// epoch-millisecond expiries that have passed when they land. A
+	// negative sweep interval disables the sweeper; other negatives were
+	// refused above.
+	for _, d := range []struct {
+		name   string
+		v, min time.Duration
+	}{
+		{"lease duration", c.LeaseDuration, time.Second}, {"claim duration", c.ClaimDuration, time.Second},
+		{"shard sync interval", c.ShardSyncInterval, 100 * time.Millisecond},
+		{"sweep interval", c.SweepInterval, 100 * time.Millisecond}, {"poll interval", c.PollInterval, time.Millisecond},
+	} {
+		if d.v >= 0 && d.v < d.min {
+			return bad("%s %s must be at least %s", d.name, d.v, d.min)
+		}
+	}
 	if c.StartPosition != StartTrimHorizon && c.StartPosition != StartLatest {
 		return bad("start position %q must be %q or %q", c.StartPosition, StartTrimHorizon, StartLatest)
 	}
 	if c.SinkRate < 0 || c.SinkMaxInFlight < 0 {
 		return bad("sink rate %g and max in flight %d must not be negative", c.SinkRate, c.SinkMaxInFlight)
+	}
+	// The sweeper only finds events older than SweepAfter: with a shorter
+	// age limit it would mark each of them FAILED instead of delivering it.
+	if c.SweepInterval >= 0 && c.MaxRecordAge > 0 && c.MaxRecordAge <= c.SweepAfter {
+		return bad("-max-record-age %s must be longer than -sweep-after %s, or every event the sweeper finds is FAILED unsent (a negative -sweep-interval disables the sweeper)", c.MaxRecordAge, c.SweepAfter)
 	}
 	if c.MarkConcurrency < 1 {
 		return bad("mark concurrency %d must be at least 1", c.MarkConcurrency)

@@ -16,6 +16,11 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"defaults are valid", func(*Config) {}, ""},
 		{"rows format", func(c *Config) { c.SinkFormat = FormatRows }, ""},
+		{"max record age longer than sweep after", func(c *Config) { c.MaxRecordAge = 5*time.Minute + time.Second }, ""},
+		{"max record age equal to the default sweep after", func(c *Config) { c.MaxRecordAge = 5 * time.Minute }, "-max-record-age 5m0s must be longer than -sweep-after 5m0s"},
+		{"max record age below sweep after", func(c *Config) { c.MaxRecordAge = time.Minute; c.SweepAfter = time.Hour }, "-max-record-age 1m0s must be longer than -sweep-after 1h0m0s"},
+		{"short max record age with the sweeper disabled", func(c *Config) { c.MaxRecordAge = time.Minute; c.SweepInterval = -1 }, ""},
+		{"negative max record age is no limit", func(c *Config) { c.MaxRecordAge = -time.Second }, ""},
 		{"max batch size", func(c *Config) { c.BatchSize = 10000 }, ""},
 		{"missing sink url", func(c *Config) { c.SinkURL = "" }, "sink url is required"},
 		{"relative sink url", func(c *Config) { c.SinkURL = "/rows" }, "absolute http(s)"},
@@ -29,6 +34,17 @@ func TestConfigValidate(t *testing.T) {
 		{"negative batches in flight", func(c *Config) { c.BatchesInFlight = -1 }, "batches in flight"},
 		{"retry max below base", func(c *Config) { c.RetryBase = time.Second; c.RetryMax = time.Millisecond }, "retry max"},
 		{"secret query is not echoed", func(c *Config) { c.SinkURL = "ftp://h/x?key=s3cret" }, "REDACTED"},
+		{"nanosecond lease duration", func(c *Config) { c.LeaseDuration = 2 }, "lease duration 2ns must be at least 1s"},
+		{"sub-second lease duration", func(c *Config) { c.LeaseDuration = 999 * time.Millisecond }, "lease duration"},
+		{"shortest lease duration", func(c *Config) { c.LeaseDuration = time.Second }, ""},
+		{"negative lease duration", func(c *Config) { c.LeaseDuration = -time.Second }, "lease duration -1s must not be negative"},
+		{"nanosecond claim duration", func(c *Config) { c.ClaimDuration = 1 }, "claim duration"},
+		{"nanosecond shard sync interval", func(c *Config) { c.ShardSyncInterval = 1 }, "shard sync interval"},
+		{"nanosecond sweep interval", func(c *Config) { c.SweepInterval = 1 }, "sweep interval"},
+		{"nanosecond sweep after sets the sweep interval", func(c *Config) { c.SweepAfter = 1 }, "sweep interval"},
+		{"negative sweep interval disables the sweeper", func(c *Config) { c.SweepInterval = -1 }, ""},
+		{"nanosecond poll interval", func(c *Config) { c.PollInterval = 1 }, "poll interval"},
+		{"millisecond poll interval", func(c *Config) { c.PollInterval = time.Millisecond }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/ddboutbox/ddboutbox/dynamo"
@@ -184,16 +185,28 @@ func (r *Relay) checkpoint(ctx context.Context, arn string, recs []record) error
 	}
 	for _, w := range order {
 		seq := last[w]
-		if seq == "" {
+		if seq == "" || w.lost.Load() {
 			continue
 		}
+		// A lost lease is final: retrying would hold up every batch behind
+		// this one, on every shard, until ctx ends.
+		lost := false
 		err := r.policy.retry(ctx, func(ctx context.Context) error {
-			return r.leases.Checkpoint(ctx, arn, w.id, seq)
+			err := r.leases.Checkpoint(ctx, arn, w.id, seq)
+			if errors.Is(err, dynamo.ErrLeaseLost) {
+				lost = true
+				return nil
+			}
+			return err
 		}, func(err error) {
 			r.log.Warn("checkpoint failed, retrying", "shard", w.id, "err", err)
 		})
 		if err != nil {
 			return err
+		}
+		if lost {
+			r.leaseLost(w)
+			continue
 		}
 		r.n.checkpoints.Add(1)
 		if seq == dynamo.ShardEnd {

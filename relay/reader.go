@@ -31,11 +31,12 @@ const getRecordsLimit = 1000
 // record to out in stream order.
 func (r *Relay) readShard(ctx context.Context, arn string, w *shardWork, checkpoint string, latest bool, out chan<- record) {
 	log := r.log.With("shard", w.id)
+	defer r.frontiers.track(ctx, w)()
 	// last is the newest sequence number handed to the pipeline: an expired
 	// iterator is re-acquired after it, which is never before the
 	// checkpoint and never re-reads a record already in flight.
 	last := checkpoint
-	trimmedLogged := false
+	trimmedLogged, relatestLogged := false, false
 	position := func() (string, error) {
 		if last == "" && latest {
 			return r.iteratorAt(ctx, arn, w.id, streamtypes.ShardIteratorTypeLatest, "")
@@ -43,13 +44,16 @@ func (r *Relay) readShard(ctx context.Context, arn string, w *shardWork, checkpo
 		return r.iterator(ctx, arn, w.id, last)
 	}
 	iter, err := position()
+	// attempt counts failed calls in a row, expiries expired or refused
+	// iterators in a row; both back off, and a page read resets them.
+	expiries := 0
 	for attempt := 0; ctx.Err() == nil; {
 		if err == nil {
 			var res *dynamodbstreams.GetRecordsOutput
 			called := time.Now()
 			res, err = r.streams.GetRecords(ctx, &dynamodbstreams.GetRecordsInput{ShardIterator: aws.String(iter), Limit: aws.Int32(getRecordsLimit)})
 			if err == nil {
-				attempt = 0
+				attempt, expiries = 0, 0
 				for _, rec := range res.Records {
 					rr := r.toRecord(rec)
 					rr.shard = w
@@ -85,7 +89,24 @@ func (r *Relay) readShard(ctx context.Context, arn string, w *shardWork, checkpo
 		var trimmed *streamtypes.TrimmedDataAccessException
 		var gone *streamtypes.ResourceNotFoundException
 		switch {
-		case errors.As(err, &expired):
+		case iter != "" && (errors.As(err, &expired) || iteratorRefused(err)):
+			// Expiry is normal after a long stall (an iterator lives 15
+			// minutes), so the first one re-positions at once; a service
+			// that kept refusing fresh iterators must not make this spin.
+			if expiries > 0 && sleep(ctx, r.policy.delay(expiries-1, 0)) != nil {
+				return
+			}
+			expiries++
+			if last == "" && latest && !relatestLogged {
+				// No record was read yet, so there is no sequence number to
+				// go back to: every record is handed over as soon as its
+				// page arrives, which clears latest. A new LATEST iterator
+				// skips what was written since the first one; the sweeper
+				// (unless disabled) delivers those events once they are
+				// SweepAfter old.
+				log.Warn("shard iterator refused before the first record after LATEST; events written meanwhile are left to the sweeper", "err", err)
+				relatestLogged = true
+			}
 			iter, err = position()
 			continue
 		case errors.As(err, &trimmed):
@@ -114,17 +135,35 @@ func (r *Relay) readShard(ctx context.Context, arn string, w *shardWork, checkpo
 			return
 		}
 		attempt++
-		iter, err = position()
+		// A GetRecords failure leaves the iterator valid, so it is tried
+		// again: a new one from LATEST would skip the records written
+		// meanwhile. Only a failed GetShardIterator leaves none.
+		if iter == "" {
+			iter, err = position()
+		} else {
+			err = nil
+		}
 	}
 }
 
-// observeIteratorAge records how far behind the newest record read is.
+// iteratorRefused reports whether GetRecords refused the shard iterator
+// itself (DynamoDB Local answers "Invalid ShardIterator"), which no retry
+// of the same iterator can fix.
+func iteratorRefused(err error) bool {
+	var api interface{ ErrorCode() string }
+	return errors.As(err, &api) && api.ErrorCode() == "ValidationException"
+}
+
+// observeIteratorAge records how far behind the newest record read is, and
+// moves the shard's frontier for the sweeper. It is called once a page has
+// been handed on in full.
 func (r *Relay) observeIteratorAge(shard string, recs []streamtypes.Record) {
 	age := 0.0
 	if n := len(recs); n > 0 && recs[n-1].Dynamodb != nil && recs[n-1].Dynamodb.ApproximateCreationDateTime != nil {
 		age = time.Since(*recs[n-1].Dynamodb.ApproximateCreationDateTime).Seconds()
 	}
 	r.m.iteratorAge.WithLabelValues(shard).Set(max(age, 0))
+	r.frontiers.advance(shard, recs, time.Now())
 }
 
 // iterator positions a shard iterator just after seq, or at TRIM_HORIZON.
@@ -218,9 +257,17 @@ func classifyItem(img map[string]ddbtypes.AttributeValue, rules rowRules) record
 		return out
 	}
 	out.eventID, out.occurredAt = e.ID, e.OccurredAt
-	if rules.maxAge > 0 && rules.now.Sub(e.OccurredAt) > rules.maxAge {
-		out.fail = fmt.Errorf("%w: occurred %s ago, max-record-age is %s", ErrRecordTooOld, rules.now.Sub(e.OccurredAt).Round(time.Second), rules.maxAge)
-		return out
+	if rules.maxAge > 0 {
+		since, err := outbox.PendingSince(img)
+		if err != nil {
+			out.fail = err
+			return out
+		}
+		if age := rules.now.Sub(since); age > rules.maxAge {
+			out.fail = fmt.Errorf("%w: pending for %s (since it occurred, or was last redriven or replayed), max-record-age is %s",
+				ErrRecordTooOld, age.Round(time.Second), rules.maxAge)
+			return out
+		}
 	}
 	row, err := EncodeRow(e)
 	if err != nil {

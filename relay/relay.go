@@ -90,6 +90,8 @@ type Relay struct {
 	// swept holds the ids of swept events still in the pipeline, so that a
 	// sweep during a long outage does not queue them twice.
 	swept sync.Map
+	// frontiers is how far each shard reader has read, for the sweeper.
+	frontiers frontiers
 	// capBytes is the byte cap in force: BatchBytes, lowered when the
 	// endpoint answers 413.
 	capBytes atomic.Int64
@@ -166,6 +168,24 @@ type shardWork struct {
 	// stopped is set when the reader quit early (lease lost, shard gone);
 	// the coordinator forgets the shard so a later sync can take it again.
 	stopped atomic.Bool
+	// lost is set once another owner holds the lease: the pipeline skips
+	// the shard's checkpoints, which could only fail from then on.
+	lost atomic.Bool
+}
+
+// leaseLost stops w for good once another owner holds its lease. Its
+// records still in the pipeline are delivered and marked but not
+// checkpointed, so the new owner reads them again from the last
+// checkpoint: duplicates, never a loss. It logs once per shard.
+func (r *Relay) leaseLost(w *shardWork) {
+	if w.lost.Swap(true) {
+		return
+	}
+	r.log.Warn("lease lost: the shard moved to another owner, which reads its unsettled records again", "shard", w.id)
+	if w.cancel != nil {
+		w.cancel()
+	}
+	w.stopped.Store(true)
 }
 
 // Run tails the stream until ctx is done, then stops reading, delivers the
@@ -339,8 +359,7 @@ func (r *Relay) renew(ctx context.Context, arn string, running map[string]*shard
 		}
 		err := r.leases.Renew(ctx, arn, id)
 		if errors.Is(err, dynamo.ErrLeaseLost) {
-			r.log.Warn("lease lost, stopping shard", "shard", id)
-			w.cancel()
+			r.leaseLost(w)
 			delete(running, id)
 		} else if err != nil && ctx.Err() == nil {
 			r.log.Warn("lease renewal failed", "shard", id, "err", err)
@@ -354,7 +373,7 @@ func (r *Relay) release(arn string, running map[string]*shardWork) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for id, w := range running {
-		if w.finished.Load() {
+		if w.finished.Load() || w.lost.Load() {
 			continue
 		}
 		if err := r.leases.Release(ctx, arn, id); err != nil {

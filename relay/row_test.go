@@ -73,6 +73,12 @@ func streamImage(status, payload string) map[string]streamtypes.AttributeValue {
 	}
 }
 
+// withAttr sets a string attribute on a stream image.
+func withAttr(img map[string]streamtypes.AttributeValue, name, value string) map[string]streamtypes.AttributeValue {
+	img[name] = &streamtypes.AttributeValueMemberS{Value: value}
+	return img
+}
+
 func TestClassifyRecord(t *testing.T) {
 	rec := func(op streamtypes.OperationType, img map[string]streamtypes.AttributeValue) streamtypes.Record {
 		return streamtypes.Record{EventName: op, Dynamodb: &streamtypes.StreamRecord{SequenceNumber: aws.String("100"), NewImage: img}}
@@ -96,6 +102,11 @@ func TestClassifyRecord(t *testing.T) {
 		{"row over the byte cap fails the event", rec(streamtypes.OperationTypeInsert, streamImage("PENDING", `{"a":"`+strings.Repeat("x", 200)+`"}`)), 100, 0, false, "e-1", ErrRowTooLarge},
 		{"event older than max-record-age fails", rec(streamtypes.OperationTypeInsert, streamImage("PENDING", `{"a":1}`)), 1 << 20, 5 * time.Minute, false, "e-1", ErrRecordTooOld},
 		{"event within max-record-age is sent", rec(streamtypes.OperationTypeInsert, streamImage("PENDING", `{"a":1}`)), 1 << 20, 15 * time.Minute, true, "e-1", nil},
+		// Occurred 10 minutes before now; a redrive or replay is a new start.
+		{"event redriven within max-record-age is sent", rec(streamtypes.OperationTypeInsert, withAttr(streamImage("PENDING", `{"a":1}`), outbox.AttrRedrivenAt, "2026-11-25T09:08:00Z")), 1 << 20, 5 * time.Minute, true, "e-1", nil},
+		{"event replayed within max-record-age is sent", rec(streamtypes.OperationTypeInsert, withAttr(streamImage("PENDING", `{"a":1}`), outbox.AttrReplayedAt, "2026-11-25T09:09:59.5Z")), 1 << 20, 5 * time.Minute, true, "e-1", nil},
+		{"latest of redrive and replay counts", rec(streamtypes.OperationTypeInsert, withAttr(withAttr(streamImage("PENDING", `{"a":1}`), outbox.AttrRedrivenAt, "2026-11-25T09:08:00Z"), outbox.AttrReplayedAt, "2026-11-25T09:01:00Z")), 1 << 20, 5 * time.Minute, true, "e-1", nil},
+		{"event redriven longer ago than max-record-age fails", rec(streamtypes.OperationTypeInsert, withAttr(streamImage("PENDING", `{"a":1}`), outbox.AttrRedrivenAt, "2026-11-25T09:04:00Z")), 1 << 20, 5 * time.Minute, false, "e-1", ErrRecordTooOld},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -18,9 +18,10 @@ import (
 // keep records for 24 hours, and a relay can miss records (a longer outage,
 // trimmed data, a stream disabled and re-enabled with a new ARN, a redrive,
 // a bug). The outbox table is the source of truth, so the sweeper queries
-// its sparse pending index for events PENDING for longer than SweepAfter,
-// claims each with a conditional write so that two relays do not both send
-// it, and feeds it through the same batch, deliver and mark path.
+// its sparse pending index for events PENDING for longer than SweepAfter
+// that this relay's stream readers have left behind (frontiers), claims
+// each with a conditional write so that two relays do not both send it,
+// and feeds it through the same batch, deliver and mark path.
 
 // maxSweptPerRound bounds one sweep's memory; the next sweep goes on.
 const maxSweptPerRound = 10000
@@ -52,10 +53,12 @@ func (r *Relay) sweepLoop(ctx context.Context, out chan<- record) {
 	}
 }
 
-// sweep claims PENDING events older than SweepAfter and sends them to out.
+// sweep claims PENDING events older than SweepAfter, and older than what
+// the stream path is still going to read (see sweepCutoff), and sends them
+// to out.
 func (r *Relay) sweep(ctx context.Context, out chan<- record) (int, error) {
 	now := time.Now()
-	cutoff := now.Add(-r.cfg.SweepAfter).UTC().Format(time.RFC3339Nano)
+	cutoff := sweepCutoff(now, r.cfg.SweepAfter, r.frontiers.maxLag(now)).UTC().Format(time.RFC3339Nano)
 	claimed := 0
 	for _, bucket := range outbox.AllPendingBuckets() {
 		p := dynamodb.NewQueryPaginator(r.db, &dynamodb.QueryInput{

@@ -1,0 +1,120 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// stateDB is a DB whose state table refuses every write to the shards in
+// lostShards (another owner took their leases) and records the
+// checkpoints of the others; outbox writes succeed.
+type stateDB struct {
+	lostShards map[string]bool
+	mu         sync.Mutex
+	refused    map[string]int
+	cps        map[string][]string
+}
+
+func newStateDB(lost ...string) *stateDB {
+	db := &stateDB{lostShards: map[string]bool{}, refused: map[string]int{}, cps: map[string][]string{}}
+	for _, id := range lost {
+		db.lostShards[id] = true
+	}
+	return db
+}
+
+func (*stateDB) DescribeTable(context.Context, *dynamodb.DescribeTableInput, ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error) {
+	return nil, errors.New("not faked")
+}
+
+func (*stateDB) Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	return &dynamodb.QueryOutput{}, nil
+}
+
+func (db *stateDB) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	shard, ok := in.Key["shard_id"].(*types.AttributeValueMemberS)
+	if !ok {
+		return &dynamodb.UpdateItemOutput{}, nil // an outbox mark
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.lostShards[shard.Value] {
+		db.refused[shard.Value]++
+		return nil, &types.ConditionalCheckFailedException{Message: aws.String("owner changed")}
+	}
+	if cp, ok := in.ExpressionAttributeValues[":cp"].(*types.AttributeValueMemberS); ok {
+		db.cps[shard.Value] = append(db.cps[shard.Value], cp.Value)
+	}
+	return &dynamodb.UpdateItemOutput{}, nil
+}
+
+type acceptSink struct{}
+
+func (acceptSink) Send(context.Context, []byte, string) error { return nil }
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// A shard whose lease another relay took must not hold up the batches of
+// the other shards behind it: its checkpoint is given up after one refusal,
+// its reader stops, and the pipeline drains and returns when in closes.
+func TestPipelineGivesUpAShardWhoseLeaseWasLost(t *testing.T) {
+	db := newStateDB("A")
+	r, err := New(Config{
+		SinkURL: "http://127.0.0.1:1/rows", BatchSize: 1, BatchWindow: time.Millisecond,
+		RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond, Logger: quietLogger(),
+	}, db, nil, acceptSink{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	readerCtx, stopReader := context.WithCancel(t.Context())
+	defer stopReader()
+	a := &shardWork{id: "A", cancel: stopReader}
+	b := &shardWork{id: "B"}
+
+	// One row per batch (BatchSize 1), so A's second checkpoint comes in a
+	// later batch than its refused first one.
+	in := make(chan record, 4)
+	for i, rec := range []struct {
+		w   *shardWork
+		seq string
+	}{{a, "100"}, {b, "200"}, {a, "101"}, {b, "201"}} {
+		id := fmt.Sprintf("e%d", i)
+		in <- record{shard: rec.w, seq: rec.seq, eventID: id, row: []byte(`{"event_id":"` + id + `"}`)}
+	}
+	close(in)
+	done := make(chan error, 1)
+	go func() { done <- r.pipeline(t.Context(), "arn", in) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("pipeline: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("pipeline still settling 5s after its input closed: a lost lease stalls every shard")
+	}
+
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if got := db.cps["B"]; len(got) != 2 || got[1] != "201" {
+		t.Errorf("shard B checkpoints %v, want [200 201]", got)
+	}
+	if n := db.refused["A"]; n != 1 {
+		t.Errorf("shard A checkpoint tried %d times, want 1 (a lost lease is final)", n)
+	}
+	if !a.lost.Load() || !a.stopped.Load() || readerCtx.Err() == nil {
+		t.Errorf("shard A lost=%v stopped=%v reader cancelled=%v, want all true", a.lost.Load(), a.stopped.Load(), readerCtx.Err() != nil)
+	}
+	if b.lost.Load() || b.stopped.Load() {
+		t.Error("shard B was given up although its lease is ours")
+	}
+}
