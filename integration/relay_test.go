@@ -301,3 +301,38 @@ func TestLaterBatchesWaitForAnEarlierOne(t *testing.T) {
 		return true, ""
 	})
 }
+
+// A stream disabled and re-enabled gets a new ARN: the relay settles the
+// old stream and follows the new one by itself. The sweeper is held off
+// (an hour), so only the stream path can deliver the later events.
+func TestRelayFollowsAReEnabledStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, endpoint.Options{})
+	cfg := e.relayConfig()
+	cfg.SweepAfter = time.Hour
+	e.startRelay(cfg)
+	before := e.commitEvents(50, 2)
+	e.waitDelivered(before, 30*time.Second)
+
+	oldARN, err := dynamo.StreamARN(t.Context(), e.cl.DB, e.tables.Outbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, spec := range []types.StreamSpecification{
+		{StreamEnabled: aws.Bool(false)},
+		{StreamEnabled: aws.Bool(true), StreamViewType: types.StreamViewTypeNewImage},
+	} {
+		if _, err := e.cl.DB.UpdateTable(t.Context(), &dynamodb.UpdateTableInput{TableName: aws.String(e.tables.Outbox), StreamSpecification: &spec}); err != nil {
+			t.Fatalf("update stream %v: %v", aws.ToBool(spec.StreamEnabled), err)
+		}
+	}
+	newARN, err := dynamo.StreamARN(t.Context(), e.cl.DB, e.tables.Outbox)
+	if err != nil || newARN == oldARN {
+		t.Fatalf("stream after re-enabling: %q, %v; want a new ARN (old %q)", newARN, err, oldARN)
+	}
+
+	after := e.commitEvents(50, 2)
+	e.waitDelivered(after, 30*time.Second)
+	e.waitMarked(len(before)+len(after), 30*time.Second)
+	e.reportDuplicates()
+}

@@ -191,16 +191,33 @@ func (r *Relay) leaseLost(w *shardWork) {
 // Run tails the stream until ctx is done, then stops reading, delivers the
 // batch in hand, marks and checkpoints it, releases its leases and returns
 // nil. It returns an error if the stream cannot be found or the final flush
-// does not complete within ShutdownTimeout.
+// does not complete within ShutdownTimeout. When the table's stream is
+// re-enabled (a new stream ARN), Run settles what it holds of the old
+// stream the same way and goes on with the new one; the old stream's
+// unread records are left to the sweeper.
 func (r *Relay) Run(ctx context.Context) error {
-	arn, err := r.streamARN(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped before the stream was found: nothing in hand
+	for {
+		arn, err := r.streamARN(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped before the stream was found: nothing in hand
+			}
+			return err
 		}
-		return err
+		r.started.Store(true)
+		if err := r.tail(ctx, arn); !errors.Is(err, errStreamChanged) {
+			return err
+		}
 	}
-	r.started.Store(true)
+}
+
+// errStreamChanged ends tail when the outbox table's latest stream is no
+// longer the one it reads.
+var errStreamChanged = errors.New("outbox stream changed")
+
+// tail reads the stream arn until ctx is done or the table's stream
+// changes, then drains the pipeline and releases its leases.
+func (r *Relay) tail(ctx context.Context, arn string) error {
 	log := r.log.With("stream", arn)
 	log.Info("relay started", "owner", r.cfg.Owner, "sink", redactURL(r.cfg.SinkURL), "profile", r.cfg.SinkProfile,
 		"sink_format", r.cfg.SinkFormat, "sink_rate", r.cfg.SinkRate, "signed", len(r.cfg.WebhookSecret) > 0,
@@ -236,7 +253,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	renewTick := time.NewTicker(r.cfg.LeaseDuration / 3)
 	defer renewTick.Stop()
 
-	var pipeErr error
+	var pipeErr, done error
 loop:
 	for {
 		select {
@@ -247,6 +264,11 @@ loop:
 		case <-r.wake:
 			syncShards()
 		case <-syncTick.C:
+			if changed := r.streamChanged(ctx, arn); changed != "" {
+				log.Warn("the outbox table's stream was re-enabled: settling this one and following the new one; the sweeper delivers what this one still held unread", "new_stream", changed)
+				done = errStreamChanged
+				break loop
+			}
 			syncShards()
 		case <-renewTick.C:
 			r.renew(ctx, arn, running)
@@ -272,7 +294,18 @@ loop:
 	if pipeErr != nil {
 		return pipeErr
 	}
-	return nil
+	return done
+}
+
+// streamChanged returns the outbox table's latest stream ARN if it is not
+// arn, and "" otherwise. An error (or a stream disabled and not yet
+// re-enabled, whose old stream is still read to its end) is not a change.
+func (r *Relay) streamChanged(ctx context.Context, arn string) string {
+	latest, err := dynamo.StreamARN(ctx, r.db, r.cfg.Tables.Outbox)
+	if err != nil || latest == arn {
+		return ""
+	}
+	return latest
 }
 
 // streamARN finds the outbox table's stream, waiting out transient errors
