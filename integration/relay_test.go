@@ -336,3 +336,61 @@ func TestRelayFollowsAReEnabledStream(t *testing.T) {
 	e.waitMarked(len(before)+len(after), 30*time.Second)
 	e.reportDuplicates()
 }
+
+// Another relay takes the shard's lease while a batch is being retried:
+// the batch is still delivered and marked, its checkpoint is given up (it
+// could only fail from then on), and the relay still stops cleanly instead
+// of retrying that checkpoint until its shutdown timeout.
+func TestRelayGivesUpAShardTakenOverMidBatch(t *testing.T) {
+	t.Parallel()
+	var outage phase
+	outage.startFor(time.Hour)
+	e := newEnv(t, endpoint.Options{Reject: func([]endpoint.Row) (int, time.Duration) {
+		if outage.on() {
+			return http.StatusServiceUnavailable, 0
+		}
+		return 0, 0
+	}})
+	cfg := e.relayConfig()
+	cfg.ShutdownTimeout = 10 * time.Second
+	_, stop := e.startRelay(cfg)
+	ids := e.commitEvents(20, 2)
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		return e.sink.Stats().Rejected > 0, "the relay sent nothing"
+	})
+
+	arn, err := dynamo.StreamARN(t.Context(), e.cl.DB, e.tables.Outbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The thief's clock runs an hour ahead, so the relay's lease looks
+	// expired to it: a takeover as after a missed renewal.
+	thief := &dynamo.Leases{DB: e.cl.DB, Table: e.tables.State, Owner: "thief", Duration: 2 * time.Hour,
+		Now: func() time.Time { return time.Now().Add(time.Hour) }}
+	leases, err := thief.List(t.Context(), arn)
+	if err != nil || len(leases) == 0 {
+		t.Fatalf("leases: %+v, %v", leases, err)
+	}
+	for _, l := range leases {
+		if _, err := thief.Acquire(t.Context(), arn, dynamo.Shard{ID: l.ShardID}); err != nil {
+			t.Fatalf("take over %s: %v", l.ShardID, err)
+		}
+	}
+
+	outage.startFor(0)
+	e.waitDelivered(ids, 30*time.Second)
+	e.waitMarked(len(ids), 30*time.Second)
+	if err := stop(); err != nil {
+		t.Fatalf("relay stop after losing its lease: %v", err)
+	}
+	after, err := thief.List(t.Context(), arn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range after {
+		if l.Owner != "thief" || l.Checkpoint != "" {
+			t.Errorf("lease %+v: want the thief's, with no checkpoint from the relay that lost it", l)
+		}
+	}
+	e.reportDuplicates()
+}
