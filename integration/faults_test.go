@@ -483,3 +483,35 @@ func TestDynamoDBRestartWhileRelayRuns(t *testing.T) {
 	e.waitMarked(len(before)+len(after), time.Minute)
 	e.reportDuplicates()
 }
+
+// An endpoint outage longer than sweep-after, with light traffic: the
+// events the stream path holds are PENDING and old enough to sweep, but
+// the sweeper leaves them alone, so the endpoint gets each event once.
+func TestSweeperLeavesEventsInThePipelineAlone(t *testing.T) {
+	t.Parallel()
+	var outage phase
+	outage.startFor(time.Hour)
+	e := newEnv(t, endpoint.Options{Reject: func([]endpoint.Row) (int, time.Duration) {
+		if outage.on() {
+			return http.StatusServiceUnavailable, 0
+		}
+		return 0, 0
+	}})
+	cfg := e.relayConfig()
+	cfg.SweepAfter = time.Second
+	cfg.SweepInterval = 200 * time.Millisecond
+	cfg.RetryMax = 200 * time.Millisecond
+	r, _ := e.startRelay(cfg)
+	ids := e.commitEvents(30, 2)
+	// Long enough for several sweeps to find the events old enough.
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		return e.sink.Stats().Rejected >= 5, "the relay is not retrying the batch"
+	})
+	time.Sleep(4 * cfg.SweepAfter)
+	outage.startFor(0)
+	e.waitDelivered(ids, 30*time.Second)
+	e.waitMarked(len(ids), 30*time.Second)
+	if s := r.Stats(); s.Swept != 0 || e.sink.Stats().Duplicates != 0 {
+		t.Fatalf("relay %+v, endpoint %+v: want nothing swept and no duplicates", s, e.sink.Stats())
+	}
+}

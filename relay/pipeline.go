@@ -157,9 +157,7 @@ func (r *Relay) settle(ctx context.Context, arn string, recs []record) error {
 		r.m.eventsDuplicate.Add(float64(dups))
 	}
 	for _, rec := range recs {
-		if rec.shard == nil {
-			r.swept.Delete(rec.eventID)
-		}
+		r.inPipeline.Delete(rec.eventID)
 	}
 	return r.checkpoint(ctx, arn, recs)
 }

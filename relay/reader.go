@@ -57,10 +57,14 @@ func (r *Relay) readShard(ctx context.Context, arn string, w *shardWork, checkpo
 				for _, rec := range res.Records {
 					rr := r.toRecord(rec)
 					rr.shard = w
+					if rr.eventID != "" {
+						r.inPipeline.Store(rr.eventID, struct{}{})
+					}
 					select {
 					case out <- rr:
 						last, latest = rr.seq, false
 					case <-ctx.Done():
+						r.inPipeline.Delete(rr.eventID)
 						return
 					}
 				}

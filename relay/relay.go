@@ -87,9 +87,11 @@ type Relay struct {
 	health  health
 	// started is set once the stream is found.
 	started atomic.Bool
-	// swept holds the ids of swept events still in the pipeline, so that a
-	// sweep during a long outage does not queue them twice.
-	swept sync.Map
+	// inPipeline holds the ids of the events read or swept and not yet
+	// settled, so that the sweeper leaves them alone: during an outage
+	// longer than SweepAfter they are PENDING and old enough to sweep, but
+	// already on their way (read from the stream, or swept before).
+	inPipeline sync.Map
 	// frontiers is how far each shard reader has read, for the sweeper.
 	frontiers frontiers
 	// capBytes is the byte cap in force: BatchBytes, lowered when the

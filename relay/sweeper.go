@@ -19,7 +19,8 @@ import (
 // trimmed data, a stream disabled and re-enabled with a new ARN, a redrive,
 // a bug). The outbox table is the source of truth, so the sweeper queries
 // its sparse pending index for events PENDING for longer than SweepAfter
-// that this relay's stream readers have left behind (frontiers), claims
+// that this relay's stream readers have left behind (frontiers) and that
+// are not in its pipeline already (inPipeline), claims
 // each with a conditional write so that two relays do not both send it,
 // and feeds it through the same batch, deliver and mark path.
 
@@ -83,8 +84,8 @@ func (r *Relay) sweep(ctx context.Context, out chan<- record) (int, error) {
 				if id == nil {
 					continue
 				}
-				if _, busy := r.swept.Load(id.Value); busy {
-					continue // already on its way through the pipeline
+				if _, busy := r.inPipeline.Load(id.Value); busy {
+					continue // read from the stream or swept, not yet settled
 				}
 				item, err := r.claim(ctx, id.Value)
 				if err != nil {
@@ -97,14 +98,14 @@ func (r *Relay) sweep(ctx context.Context, out chan<- record) (int, error) {
 				if rec.eventID == "" {
 					continue
 				}
-				r.swept.Store(rec.eventID, struct{}{})
+				r.inPipeline.Store(rec.eventID, struct{}{})
 				select {
 				case out <- rec:
 					claimed++
 					r.n.swept.Add(1)
 					r.m.sweeperFound.Inc()
 				case <-ctx.Done():
-					r.swept.Delete(rec.eventID)
+					r.inPipeline.Delete(rec.eventID)
 					return claimed, ctx.Err()
 				}
 			}
