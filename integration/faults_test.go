@@ -104,6 +104,16 @@ type phase struct{ until atomic.Int64 }
 func (p *phase) startFor(d time.Duration) { p.until.Store(time.Now().Add(d).UnixNano()) }
 func (p *phase) on() bool                 { return time.Now().UnixNano() < p.until.Load() }
 
+// unavailableDuring is an endpoint that answers 503 while p is on.
+func unavailableDuring(p *phase) endpoint.Options {
+	return endpoint.Options{Reject: func([]endpoint.Row) (int, time.Duration) {
+		if p.on() {
+			return http.StatusServiceUnavailable, 0
+		}
+		return 0, 0
+	}}
+}
+
 // The relay is killed with SIGKILL three times during a 5,000-event load:
 // all 5,000 arrive, with at most 3 x batches-in-flight x batch-size
 // duplicates: a kill re-sends at most the batches that were in flight.
@@ -170,12 +180,7 @@ func TestEndpointOutageDeliversAllAndSparesBookings(t *testing.T) {
 	// Not parallel: booking latency is compared before and during the
 	// outage, and other tests' load would blur it.
 	var outage phase
-	e := newEnv(t, endpoint.Options{Reject: func([]endpoint.Row) (int, time.Duration) {
-		if outage.on() {
-			return http.StatusServiceUnavailable, 0
-		}
-		return 0, 0
-	}})
+	e := newEnv(t, unavailableDuring(&outage))
 	cfg := e.relayConfig()
 	cfg.RetryMax = 2 * time.Second
 	r, _ := e.startRelay(cfg)
@@ -491,12 +496,7 @@ func TestSweeperLeavesEventsInThePipelineAlone(t *testing.T) {
 	t.Parallel()
 	var outage phase
 	outage.startFor(time.Hour)
-	e := newEnv(t, endpoint.Options{Reject: func([]endpoint.Row) (int, time.Duration) {
-		if outage.on() {
-			return http.StatusServiceUnavailable, 0
-		}
-		return 0, 0
-	}})
+	e := newEnv(t, unavailableDuring(&outage))
 	cfg := e.relayConfig()
 	cfg.SweepAfter = time.Second
 	cfg.SweepInterval = 200 * time.Millisecond

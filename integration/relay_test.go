@@ -345,12 +345,7 @@ func TestRelayGivesUpAShardTakenOverMidBatch(t *testing.T) {
 	t.Parallel()
 	var outage phase
 	outage.startFor(time.Hour)
-	e := newEnv(t, endpoint.Options{Reject: func([]endpoint.Row) (int, time.Duration) {
-		if outage.on() {
-			return http.StatusServiceUnavailable, 0
-		}
-		return 0, 0
-	}})
+	e := newEnv(t, unavailableDuring(&outage))
 	cfg := e.relayConfig()
 	cfg.ShutdownTimeout = 10 * time.Second
 	_, stop := e.startRelay(cfg)
