@@ -106,6 +106,17 @@ else
 fi
 
 # --- Docker API socket ------------------------------------------------------------
+# A service started elsewhere than / (by an older version of this script,
+# from a checkout) is restarted: once that checkout is deleted, it still
+# answers _ping, but every container start fails in conmon with "write
+# child: broken pipe" (seen when CI reused it from a removed clone).
+for pid in $(pgrep -f "podman system service --time=0 unix://$SOCK" || true); do
+  if [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" != / ]; then
+    log "restarting podman service $pid: its working directory is $(readlink "/proc/$pid/cwd" 2>/dev/null)"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+done
 if ping_engine; then
   log "podman service already answering on $SOCK"
 else
@@ -113,8 +124,10 @@ else
   log "starting podman system service on $SOCK"
   # setsid+nohup so it outlives this script; close fd 3 (the caller's $(...)
   # pipe, else eval hangs forever) and fd 9 (the lock, else it's never freed).
-  nohup setsid podman system service --time=0 "unix://$SOCK" \
-    </dev/null >>"$CACHE/podman-service.log" 2>&1 3>&- 9>&- &
+  # From /: conmon inherits the working directory, and the caller's may be
+  # a checkout that is deleted while the service lives on.
+  (cd / && exec nohup setsid podman system service --time=0 "unix://$SOCK" \
+    </dev/null >>"$CACHE/podman-service.log" 2>&1 3>&- 9>&-) &
   for _ in $(seq 100); do ping_engine && break; sleep 0.2; done
   ping_engine || die "podman service did not come up, see $CACHE/podman-service.log"
 fi
