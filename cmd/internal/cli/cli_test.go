@@ -12,6 +12,23 @@ import (
 	"github.com/ddboutbox/ddboutbox/relay"
 )
 
+// parseRelayFlags parses args with env set, as the relay binary does.
+func parseRelayFlags(t *testing.T, args []string, env map[string]string) (relay.Config, dynamo.Config, error) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	var (
+		cfg relay.Config
+		db  dynamo.Config
+	)
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	Dynamo(fs, &db, &cfg.Tables)
+	Relay(fs, &cfg)
+	return cfg, db, Parse(fs, args)
+}
+
 func TestParseFlagsAndEnv(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -31,18 +48,7 @@ func TestParseFlagsAndEnv(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for k, v := range tt.env {
-				t.Setenv(k, v)
-			}
-			var (
-				cfg relay.Config
-				db  dynamo.Config
-			)
-			fs := flag.NewFlagSet("t", flag.ContinueOnError)
-			fs.SetOutput(io.Discard)
-			Dynamo(fs, &db, &cfg.Tables)
-			Relay(fs, &cfg)
-			err := Parse(fs, tt.args)
+			cfg, _, err := parseRelayFlags(t, tt.args, tt.env)
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("got %v, want %v", err, tt.wantErr)
@@ -216,16 +222,8 @@ func TestDynamoFlagsAreChecked(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for k, v := range tt.env {
-				t.Setenv(k, v)
-			}
-			var (
-				db     dynamo.Config
-				tables dynamo.Tables
-			)
-			fs := flag.NewFlagSet("t", flag.ContinueOnError)
-			Dynamo(fs, &db, &tables)
-			err := Parse(fs, tt.args)
+			cfg, db, err := parseRelayFlags(t, tt.args, tt.env)
+			tables := cfg.Tables
 			if tt.wantErr != "" {
 				if !errors.Is(err, ErrUsage) || !strings.HasPrefix(err.Error(), tt.wantErr) || strings.Contains(err.Error(), "\n") {
 					t.Fatalf("got %v, want a one-line usage error starting %q", err, tt.wantErr)
