@@ -63,13 +63,11 @@ func (f *frontiers) advance(shard string, recs []streamtypes.Record, now time.Ti
 		return
 	}
 	e := v.(*frontier)
-	if len(recs) == 0 {
+	switch created := lastCreated(recs); {
+	case len(recs) == 0:
 		e.at.Store(now.UnixNano())
-		return
-	}
-	switch d := recs[len(recs)-1].Dynamodb; {
-	case d != nil && d.ApproximateCreationDateTime != nil:
-		e.at.Store(d.ApproximateCreationDateTime.UnixNano())
+	case created != nil:
+		e.at.Store(created.UnixNano())
 	case len(recs) < getRecordsLimit:
 		// Without a creation time a short page is the only sign of having
 		// caught up; a full one leaves the frontier where it was.

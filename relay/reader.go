@@ -162,12 +162,22 @@ func iteratorRefused(err error) bool {
 // moves the shard's frontier for the sweeper. It is called once a page has
 // been handed on in full.
 func (r *Relay) observeIteratorAge(shard string, recs []streamtypes.Record) {
+	now := time.Now()
 	age := 0.0
-	if n := len(recs); n > 0 && recs[n-1].Dynamodb != nil && recs[n-1].Dynamodb.ApproximateCreationDateTime != nil {
-		age = time.Since(*recs[n-1].Dynamodb.ApproximateCreationDateTime).Seconds()
+	if created := lastCreated(recs); created != nil {
+		age = now.Sub(*created).Seconds()
 	}
 	r.m.iteratorAge.WithLabelValues(shard).Set(max(age, 0))
-	r.frontiers.advance(shard, recs, time.Now())
+	r.frontiers.advance(shard, recs, now)
+}
+
+// lastCreated is the creation time of the last record of a page, or nil
+// when the page is empty or the record has none.
+func lastCreated(recs []streamtypes.Record) *time.Time {
+	if n := len(recs); n > 0 && recs[n-1].Dynamodb != nil {
+		return recs[n-1].Dynamodb.ApproximateCreationDateTime
+	}
+	return nil
 }
 
 // iterator positions a shard iterator just after seq, or at TRIM_HORIZON.
