@@ -84,7 +84,9 @@ type Config struct {
 	// not that the rows are bad.
 	MaxAttempts int
 	// MaxRecordAge marks an event FAILED instead of sending it when it
-	// occurred longer ago than this (like Lambda's MaximumRecordAgeInSeconds).
+	// occurred longer ago than this (like Lambda's MaximumRecordAgeInSeconds):
+	// checked when it is read and before every POST, so a batch retried
+	// through an outage sheds the events that grow too old meanwhile.
 	// A redrive or replay restarts the clock (see outbox.PendingSince).
 	// 0 or negative: no limit (default). With the sweeper on it must exceed
 	// SweepAfter, or every event the sweeper finds would fail unsent.

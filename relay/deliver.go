@@ -127,19 +127,30 @@ func (r *Relay) Ready() error {
 // Transient failures are retried with backoff; a batch the endpoint rejects
 // (400, 422) is bisected until the offending rows are isolated, and one that
 // is too large (413) is split and lowers the byte cap. Rows that cannot be
-// delivered get their fail set; the rest are delivered.
+// delivered get their fail set; the rest are delivered. As an event source
+// mapping's maximum record age does, MaxRecordAge holds while a batch is
+// retried: before every POST the rows pending for longer are failed and
+// the rest sent without them.
 func (r *Relay) send(ctx context.Context, recs []*record) error {
-	rows := make([][]byte, len(recs))
-	for i, rec := range recs {
-		rows[i] = rec.row
-	}
-	body := encodeBody(r.cfg.SinkFormat, rows)
-	key := idempotencyKey(recs)
+	var body []byte
+	var key string
 	attempts := 0
 	for try := 0; ; try++ {
 		done, err := r.health.wait(ctx)
 		if err != nil {
 			return err
+		}
+		if live := r.expire(recs, attempts, time.Now()); len(live) < len(recs) || body == nil {
+			if len(live) == 0 {
+				done()
+				return nil
+			}
+			recs = live
+			rows := make([][]byte, len(recs))
+			for i, rec := range recs {
+				rows[i] = rec.row
+			}
+			body, key = encodeBody(r.cfg.SinkFormat, rows), idempotencyKey(recs)
 		}
 		r.n.requests.Add(1)
 		t0 := time.Now()
@@ -195,6 +206,29 @@ func (r *Relay) send(ctx context.Context, recs []*record) error {
 			return err
 		}
 	}
+}
+
+// expire fails the records pending for longer than MaxRecordAge and
+// returns the others; recs itself is left as it was, since it may be a
+// part of the caller's batch.
+func (r *Relay) expire(recs []*record, attempts int, now time.Time) []*record {
+	if r.cfg.MaxRecordAge <= 0 {
+		return recs
+	}
+	var live []*record
+	for _, rec := range recs {
+		if rec.pendingSince.IsZero() {
+			live = append(live, rec)
+		} else if err := tooOld(rec.pendingSince, now, r.cfg.MaxRecordAge); err != nil {
+			rec.fail, rec.attempts = err, attempts
+		} else {
+			live = append(live, rec)
+		}
+	}
+	if len(live) == len(recs) {
+		return recs
+	}
+	return live
 }
 
 // lowerCap halves the byte cap below a body the endpoint refused as too

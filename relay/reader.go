@@ -277,9 +277,8 @@ func classifyItem(img map[string]ddbtypes.AttributeValue, rules rowRules) record
 			out.fail = err
 			return out
 		}
-		if age := rules.now.Sub(since); age > rules.maxAge {
-			out.fail = fmt.Errorf("%w: pending for %s (since it occurred, or was last redriven or replayed), max-record-age is %s",
-				ErrRecordTooOld, age.Round(time.Second), rules.maxAge)
+		out.pendingSince = since
+		if out.fail = tooOld(since, rules.now, rules.maxAge); out.fail != nil {
 			return out
 		}
 	}
@@ -294,6 +293,16 @@ func classifyItem(img map[string]ddbtypes.AttributeValue, rules rowRules) record
 	}
 	out.row = row
 	return out
+}
+
+// tooOld is ErrRecordTooOld for an event PENDING since since, if that is
+// longer than maxAge (0: no limit) before now.
+func tooOld(since, now time.Time, maxAge time.Duration) error {
+	if age := now.Sub(since); maxAge > 0 && age > maxAge {
+		return fmt.Errorf("%w: pending for %s (since it occurred, or was last redriven or replayed), max-record-age is %s",
+			ErrRecordTooOld, age.Round(time.Second), maxAge)
+	}
+	return nil
 }
 
 func streamString(img map[string]streamtypes.AttributeValue, name string) string {

@@ -26,7 +26,7 @@ func Relay(fs *flag.FlagSet, c *relay.Config) (check func() error) {
 	fs.DurationVar(&c.DeliveredTTL, "delivered-ttl", 0, "expires_at of delivered events is now plus this (0 = 168h)")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 0, "timeout of one POST (0 = 10s)")
 	fs.IntVar(&c.MaxAttempts, "max-attempts", -1, "POSTs of a batch before its events are marked FAILED; -1 = retry until delivered (401/403/404/405/407 never count)")
-	fs.DurationVar(&c.MaxRecordAge, "max-record-age", 0, "mark events older than this FAILED instead of sending them; a redrive or replay restarts the clock; must exceed -sweep-after while the sweeper runs (0 = no limit)")
+	fs.DurationVar(&c.MaxRecordAge, "max-record-age", 0, "mark events older than this FAILED instead of sending them, also while their batch is retried; a redrive or replay restarts the clock; must exceed -sweep-after while the sweeper runs (0 = no limit)")
 	fs.DurationVar(&c.UnhealthyAfter, "unhealthy-after", 0, "report not ready when deliveries keep failing this long (0 = 1m)")
 	fs.TextVar(&c.StartPosition, "start-position", relay.StartTrimHorizon, `where a shard without checkpoint is read from: "trim_horizon" or "latest"`)
 	fs.DurationVar(&c.SweepAfter, "sweep-after", 0, "deliver PENDING events older than this from the table, in case the stream path missed them (0 = 5m)")
