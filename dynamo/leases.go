@@ -39,6 +39,11 @@ type Lease struct {
 	ExpiresAtMilli int64    `dynamodbav:"lease_expires_at"`
 	ParentShardIDs []string `dynamodbav:"parent_shard_ids,omitempty"`
 	UpdatedAt      string   `dynamodbav:"updated_at,omitempty"`
+	// SettledBeforeMilli is a time (Unix milliseconds) before which the
+	// owner has settled every record of the shard it read: other relays'
+	// sweepers leave newer events to it. 0 when the owner has not said
+	// yet (it just took the lease, or is still on its first batch).
+	SettledBeforeMilli int64 `dynamodbav:"settled_before,omitempty"`
 }
 
 // Finished reports whether the shard was processed to its end.
@@ -110,12 +115,15 @@ func (l *Leases) Acquire(ctx context.Context, streamARN string, shard Shard) (Le
 	out, err := l.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: aws.String(l.Table),
 		Key:       leaseKey(streamARN, shard.ID),
+		// The previous owner's settled_before goes: this one starts again
+		// from the checkpoint.
 		UpdateExpression: aws.String("SET #owner = :me, #exp = :exp, #upd = :upd, #parents = :parents " +
-			"ADD #counter :one"),
+			"ADD #counter :one REMOVE #settled"),
 		ConditionExpression: aws.String("attribute_not_exists(#shard) OR #owner = :me OR #exp < :now"),
 		ExpressionAttributeNames: map[string]string{
 			"#owner": "owner", "#exp": "lease_expires_at", "#upd": "updated_at",
 			"#parents": "parent_shard_ids", "#counter": "lease_counter", "#shard": StateRangeKey,
+			"#settled": "settled_before",
 		},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":me":      &types.AttributeValueMemberS{Value: l.Owner},
@@ -142,34 +150,44 @@ func (l *Leases) Acquire(ctx context.Context, streamARN string, shard Shard) (Le
 }
 
 // Checkpoint records seq (or ShardEnd) as the shard's checkpoint and renews
-// the lease. It fails with ErrLeaseLost if another owner took the lease.
-func (l *Leases) Checkpoint(ctx context.Context, streamARN, shardID, seq string) error {
-	return l.update(ctx, streamARN, shardID, "SET #cp = :cp, #exp = :exp, #upd = :upd",
+// the lease, and records settledBefore unless it is zero (see
+// Lease.SettledBeforeMilli). It fails with ErrLeaseLost if another owner
+// took the lease.
+func (l *Leases) Checkpoint(ctx context.Context, streamARN, shardID, seq string, settledBefore time.Time) error {
+	return l.update(ctx, streamARN, shardID, "SET #cp = :cp, #exp = :exp, #upd = :upd", settledBefore,
 		map[string]types.AttributeValue{
 			":cp":  &types.AttributeValueMemberS{Value: seq},
 			":exp": millis(l.now().Add(l.Duration)),
 		})
 }
 
-// Renew extends the lease without moving the checkpoint.
-func (l *Leases) Renew(ctx context.Context, streamARN, shardID string) error {
-	return l.update(ctx, streamARN, shardID, "SET #exp = :exp, #upd = :upd",
+// Renew extends the lease without moving the checkpoint, and records
+// settledBefore unless it is zero.
+func (l *Leases) Renew(ctx context.Context, streamARN, shardID string, settledBefore time.Time) error {
+	return l.update(ctx, streamARN, shardID, "SET #exp = :exp, #upd = :upd", settledBefore,
 		map[string]types.AttributeValue{":exp": millis(l.now().Add(l.Duration))})
 }
 
 // Release expires the lease now so another relay can take the shard at
 // once rather than after Duration.
 func (l *Leases) Release(ctx context.Context, streamARN, shardID string) error {
-	return l.update(ctx, streamARN, shardID, "SET #exp = :exp, #upd = :upd",
+	return l.update(ctx, streamARN, shardID, "SET #exp = :exp, #upd = :upd", time.Time{},
 		map[string]types.AttributeValue{":exp": millis(time.Unix(0, 0))})
 }
 
-func (l *Leases) update(ctx context.Context, streamARN, shardID, expr string, values map[string]types.AttributeValue) error {
+// update applies the SET clause expr to the lease if l.Owner holds it,
+// adding settledBefore unless it is zero.
+func (l *Leases) update(ctx context.Context, streamARN, shardID, expr string, settledBefore time.Time, values map[string]types.AttributeValue) error {
 	values[":me"] = &types.AttributeValueMemberS{Value: l.Owner}
 	values[":upd"] = &types.AttributeValueMemberS{Value: l.now().UTC().Format(time.RFC3339Nano)}
 	names := map[string]string{"#owner": "owner", "#exp": "lease_expires_at", "#upd": "updated_at"}
 	if _, ok := values[":cp"]; ok {
 		names["#cp"] = "checkpoint"
+	}
+	if !settledBefore.IsZero() {
+		expr += ", #settled = :settled"
+		names["#settled"] = "settled_before"
+		values[":settled"] = millis(settledBefore)
 	}
 	_, err := l.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(l.Table),

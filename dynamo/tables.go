@@ -75,8 +75,9 @@ const tableWait = 2 * time.Minute
 
 // EnsureTables creates the outbox (with a NEW_IMAGE stream and TTL on
 // expires_at), bookings and state tables if they do not exist. It is
-// idempotent: existing tables are left as they are, except that a missing
-// stream or TTL on the outbox table is enabled.
+// idempotent: existing tables are left as they are, except that what the
+// outbox table lacks is added: a missing or disabled stream is enabled (a
+// new stream, with a new ARN), and the pending index and TTL.
 func EnsureTables(ctx context.Context, db TableAPI, t Tables) error {
 	t = t.WithDefaults()
 	specs := []*dynamodb.CreateTableInput{
@@ -177,12 +178,18 @@ func createTable(ctx context.Context, db TableAPI, in *dynamodb.CreateTableInput
 	if err != nil && !errors.As(err, &inUse) {
 		return fmt.Errorf("create table %s: %w", name, err)
 	}
+	return waitActive(ctx, db, name)
+}
+
+// waitActive waits until the table is ACTIVE: after its creation, or after
+// an UpdateTable, during which DynamoDB refuses the next UpdateTable.
+func waitActive(ctx context.Context, db TableAPI, table string) error {
 	w := dynamodb.NewTableExistsWaiter(db, func(o *dynamodb.TableExistsWaiterOptions) {
 		o.MinDelay = 200 * time.Millisecond
 		o.MaxDelay = 5 * time.Second
 	})
-	if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: in.TableName}, tableWait); err != nil {
-		return fmt.Errorf("wait for table %s: %w", name, err)
+	if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)}, tableWait); err != nil {
+		return fmt.Errorf("wait for table %s: %w", table, err)
 	}
 	return nil
 }
@@ -193,7 +200,7 @@ func ensureStream(ctx context.Context, db TableAPI, table string) error {
 		return fmt.Errorf("describe table %s: %w", table, err)
 	}
 	spec := out.Table.StreamSpecification
-	if spec != nil && aws.ToBool(spec.StreamEnabled) {
+	if streamEnabled(spec) {
 		// NEW_AND_OLD_IMAGES carries the new image too; only KEYS_ONLY and
 		// OLD_IMAGE lack what the relay reads.
 		if spec.StreamViewType == types.StreamViewTypeNewImage || spec.StreamViewType == types.StreamViewTypeNewAndOldImages {
@@ -208,7 +215,9 @@ func ensureStream(ctx context.Context, db TableAPI, table string) error {
 	if err != nil {
 		return fmt.Errorf("enable stream on %s: %w", table, err)
 	}
-	return nil
+	// The index added next is another UpdateTable, which real DynamoDB
+	// refuses while this one is in progress.
+	return waitActive(ctx, db, table)
 }
 
 func ensureTTL(ctx context.Context, db TableAPI, table, attr string) error {
@@ -232,18 +241,46 @@ func ensureTTL(ctx context.Context, db TableAPI, table, attr string) error {
 	return nil
 }
 
-// StreamARN returns the ARN of the table's current stream. A table whose
-// stream was disabled and re-enabled has a new ARN; this always returns the
-// latest one.
-func StreamARN(ctx context.Context, db DescribeTableAPI, table string) (string, error) {
+// Stream is a table's latest stream as DescribeTable reports it.
+type Stream struct {
+	// ARN is the latest stream's ARN; empty if the table never had one.
+	ARN string
+	// Enabled is false for a stream that was disabled: DynamoDB keeps
+	// reporting its ARN (LatestStreamArn), and its records stay readable
+	// for 24 hours, but no new change reaches it.
+	Enabled bool
+}
+
+// LatestStream describes the table's latest stream, enabled or not.
+func LatestStream(ctx context.Context, db DescribeTableAPI, table string) (Stream, error) {
 	out, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
 	if err != nil {
-		return "", fmt.Errorf("describe table %s: %w", table, err)
+		return Stream{}, fmt.Errorf("describe table %s: %w", table, err)
 	}
-	if out.Table.LatestStreamArn == nil {
+	return Stream{ARN: aws.ToString(out.Table.LatestStreamArn), Enabled: streamEnabled(out.Table.StreamSpecification)}, nil
+}
+
+// streamEnabled reports whether a table's stream specification has the
+// stream on; a disabled stream may have no specification at all.
+func streamEnabled(spec *types.StreamSpecification) bool {
+	return spec != nil && aws.ToBool(spec.StreamEnabled)
+}
+
+// StreamARN returns the ARN of the table's current stream, or an error
+// wrapping ErrNoStream if it has none or its stream is disabled. A table
+// whose stream was disabled and re-enabled has a new ARN; this always
+// returns the latest one.
+func StreamARN(ctx context.Context, db DescribeTableAPI, table string) (string, error) {
+	s, err := LatestStream(ctx, db, table)
+	switch {
+	case err != nil:
+		return "", err
+	case s.ARN == "":
 		return "", fmt.Errorf("table %s: %w", table, ErrNoStream)
+	case !s.Enabled:
+		return "", fmt.Errorf("table %s: stream disabled: %w", table, ErrNoStream)
 	}
-	return aws.ToString(out.Table.LatestStreamArn), nil
+	return s.ARN, nil
 }
 
 // ErrNoStream means the outbox table has no stream to tail.

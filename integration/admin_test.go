@@ -351,6 +351,25 @@ func buildOutboxctl(t *testing.T) string {
 	return bin
 }
 
+// outboxctl runs bin (buildOutboxctl) on e's tables with args after the
+// global flags, and returns what it printed and its exit code.
+func (e *env) outboxctl(bin string, args ...string) (stdout, stderr string, code int) {
+	e.t.Helper()
+	global := []string{"-dynamodb-endpoint", ddbEndpoint, "-outbox-table", e.tables.Outbox,
+		"-bookings-table", e.tables.Bookings, "-state-table", e.tables.State}
+	cmd := exec.Command(bin, append(global, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatalf("run outboxctl %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
 // TestAdminCLI runs the built binary: the flags, the output formats and the
 // exit codes an operator sees.
 func TestAdminCLI(t *testing.T) {
@@ -370,24 +389,13 @@ func TestAdminCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	const seq = "49590338271490256608559692538361571095921575989136588898"
-	if err := leases.Checkpoint(context.Background(), arn, "shardId-00000001-aaaa", seq); err != nil {
+	if err := leases.Checkpoint(context.Background(), arn, "shardId-00000001-aaaa", seq, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 
 	ctl := func(args ...string) (stdout, stderr string, code int) {
 		t.Helper()
-		global := []string{"-dynamodb-endpoint", ddbEndpoint, "-outbox-table", e.tables.Outbox, "-state-table", e.tables.State}
-		cmd := exec.Command(bin, append(global, args...)...)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatalf("run outboxctl %v: %v", args, err)
-		}
-		return out.String(), errb.String(), code
+		return e.outboxctl(bin, args...)
 	}
 
 	t.Run("status json", func(t *testing.T) {
@@ -547,4 +555,59 @@ func TestAdminCLI(t *testing.T) {
 			t.Errorf("after SIGINT: %v, extra lines %v, stderr %s", err, extra, stderr.String())
 		}
 	})
+}
+
+// outboxctl on a table whose stream was disabled: status shows the stream
+// as disabled instead of failing, and init, which enables a new stream,
+// prints one JSON object naming the tables with -o json, given before or
+// after the command.
+func TestAdminCLIInitEnablesADisabledStream(t *testing.T) {
+	e := newEnv(t, endpoint.Options{})
+	bin := buildOutboxctl(t)
+	e.adminCommit(adminHour(0))
+	oldARN, err := dynamo.StreamARN(t.Context(), clients.DB, e.tables.Outbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.setStream(false)
+
+	type streamStatus struct {
+		Pending       int
+		StreamARN     string `json:"stream_arn"`
+		StreamEnabled bool   `json:"stream_enabled"`
+	}
+	status := func() streamStatus {
+		t.Helper()
+		out, stderr, code := e.outboxctl(bin, "status", "-o", "json")
+		var st streamStatus
+		if err := json.Unmarshal([]byte(out), &st); err != nil || code != 0 {
+			t.Fatalf("status -o json: exit %d, %v: %s%s", code, err, out, stderr)
+		}
+		return st
+	}
+	if st := status(); st.Pending != 1 || st.StreamARN != oldARN || st.StreamEnabled {
+		t.Fatalf("status json of a disabled stream: %+v; want the old ARN, not enabled", st)
+	}
+	out, stderr, code := e.outboxctl(bin, "status")
+	if code != 0 || !strings.Contains(out, "stream: "+oldARN+" (disabled") {
+		t.Fatalf("status of a disabled stream: exit %d, want it shown as disabled:\n%s%s", code, out, stderr)
+	}
+
+	want := map[string]string{"outbox": e.tables.Outbox, "bookings": e.tables.Bookings, "state": e.tables.State}
+	var newARN string
+	for _, args := range [][]string{{"init", "-o", "json"}, {"-o", "json", "init"}} {
+		out, stderr, code := e.outboxctl(bin, args...)
+		var got map[string]string
+		if err := json.Unmarshal([]byte(out), &got); err != nil || code != 0 || !maps.Equal(got, want) {
+			t.Fatalf("%v: exit %d, %v: %q%s; want %v", args, code, err, out, stderr, want)
+		}
+		st := status()
+		if !st.StreamEnabled || st.StreamARN == oldARN || (newARN != "" && st.StreamARN != newARN) {
+			t.Fatalf("status after %v: %+v; want one new enabled stream (old %q)", args, st, oldARN)
+		}
+		newARN = st.StreamARN
+	}
+	if out, stderr, code := e.outboxctl(bin, "init"); code != 0 || !strings.HasPrefix(out, "tables ready: "+e.tables.Outbox) {
+		t.Fatalf("init: exit %d: %s%s", code, out, stderr)
+	}
 }

@@ -3,8 +3,13 @@ package integration
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/ddboutbox/ddboutbox/cmd/analytics-sink/endpoint"
 	"github.com/ddboutbox/ddboutbox/dynamo"
@@ -30,8 +35,50 @@ func TestEnsureTablesIsIdempotent(t *testing.T) {
 	}
 }
 
+// A disabled stream is not found, though DynamoDB still reports its ARN as
+// LatestStreamArn: nothing new flows through it. EnsureTables (outboxctl
+// init) enables a new stream, and leaves an enabled one as it is.
+func TestDisabledStreamIsNotFoundUntilEnsureTables(t *testing.T) {
+	e := newEnv(t, endpoint.Options{})
+	ctx := t.Context()
+	oldARN, err := dynamo.StreamARN(ctx, clients.DB, e.tables.Outbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.setStream(false)
+	if arn, err := dynamo.StreamARN(ctx, clients.DB, e.tables.Outbox); !errors.Is(err, dynamo.ErrNoStream) || !strings.Contains(err.Error(), "stream disabled") {
+		t.Fatalf("disabled stream: got %q, %v; want ErrNoStream saying the stream is disabled", arn, err)
+	}
+
+	if err := dynamo.EnsureTables(ctx, clients.DB, e.tables); err != nil {
+		t.Fatalf("EnsureTables on a disabled stream: %v", err)
+	}
+	newARN, err := dynamo.StreamARN(ctx, clients.DB, e.tables.Outbox)
+	if err != nil || newARN == oldARN {
+		t.Fatalf("stream after EnsureTables: %q, %v; want a new one (old %q)", newARN, err, oldARN)
+	}
+	out, err := clients.DB.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(e.tables.Outbox)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec := out.Table.StreamSpecification; spec == nil || spec.StreamViewType != types.StreamViewTypeNewImage {
+		t.Fatalf("stream specification %+v, want NEW_IMAGE", spec)
+	}
+	if shards, err := dynamo.ListShards(ctx, clients.Streams, newARN); err != nil || len(shards) == 0 {
+		t.Fatalf("shards of the new stream %v: %v", shards, err)
+	}
+
+	if err := dynamo.EnsureTables(ctx, clients.DB, e.tables); err != nil {
+		t.Fatalf("EnsureTables on an enabled stream: %v", err)
+	}
+	if arn, err := dynamo.StreamARN(ctx, clients.DB, e.tables.Outbox); err != nil || arn != newARN {
+		t.Fatalf("stream after a second EnsureTables: %q, %v; want it unchanged (%q)", arn, err, newARN)
+	}
+}
+
 // Leases are exclusive while alive, can be taken over once expired, and a
-// relay that lost its lease cannot checkpoint.
+// relay that lost its lease cannot checkpoint. settled_before goes with
+// the owner: a new owner starts without one.
 func TestLeasesAreExclusiveUntilExpiry(t *testing.T) {
 	e := newEnv(t, endpoint.Options{})
 	ctx := context.Background()
@@ -46,8 +93,15 @@ func TestLeasesAreExclusiveUntilExpiry(t *testing.T) {
 	if err != nil || la.Owner != "a" || la.Counter != 1 || la.Checkpoint != "" || len(la.ParentShardIDs) != 1 {
 		t.Fatalf("first acquire: %+v, %v", la, err)
 	}
-	if err := a.Checkpoint(ctx, arn, shard.ID, "100"); err != nil {
+	settled := now.Add(-time.Minute).Truncate(time.Millisecond)
+	if err := a.Checkpoint(ctx, arn, shard.ID, "100", settled); err != nil {
 		t.Fatalf("checkpoint: %v", err)
+	}
+	if err := a.Renew(ctx, arn, shard.ID, time.Time{}); err != nil { // says nothing new
+		t.Fatalf("renew: %v", err)
+	}
+	if leases, err := a.List(ctx, arn); err != nil || len(leases) != 1 || leases[0].SettledBeforeMilli != settled.UnixMilli() {
+		t.Fatalf("after a checkpoint with settled_before %d: %+v, %v", settled.UnixMilli(), leases, err)
 	}
 	if _, err := b.Acquire(ctx, arn, shard); !errors.Is(err, dynamo.ErrLeaseHeld) {
 		t.Fatalf("acquire of a live lease: got %v, want ErrLeaseHeld", err)
@@ -58,10 +112,10 @@ func TestLeasesAreExclusiveUntilExpiry(t *testing.T) {
 
 	now = now.Add(11 * time.Second) // a's lease expires
 	lb, err := b.Acquire(ctx, arn, shard)
-	if err != nil || lb.Owner != "b" || lb.Checkpoint != "100" {
+	if err != nil || lb.Owner != "b" || lb.Checkpoint != "100" || lb.SettledBeforeMilli != 0 {
 		t.Fatalf("takeover of an expired lease: %+v, %v", lb, err)
 	}
-	if err := a.Checkpoint(ctx, arn, shard.ID, "200"); !errors.Is(err, dynamo.ErrLeaseLost) {
+	if err := a.Checkpoint(ctx, arn, shard.ID, "200", now); !errors.Is(err, dynamo.ErrLeaseLost) {
 		t.Fatalf("checkpoint after losing the lease: got %v, want ErrLeaseLost", err)
 	}
 	if err := b.Release(ctx, arn, shard.ID); err != nil {

@@ -195,6 +195,21 @@ func (e *env) waitMarked(want int, timeout time.Duration) {
 	})
 }
 
+// setStream enables (NEW_IMAGE) or disables the outbox table's stream, as
+// an operator would with UpdateTable. A stream enabled again is a new one,
+// with a new ARN.
+func (e *env) setStream(enabled bool) {
+	e.t.Helper()
+	spec := &types.StreamSpecification{StreamEnabled: aws.Bool(enabled)}
+	if enabled {
+		spec.StreamViewType = types.StreamViewTypeNewImage
+	}
+	_, err := e.cl.DB.UpdateTable(context.Background(), &dynamodb.UpdateTableInput{TableName: aws.String(e.tables.Outbox), StreamSpecification: spec})
+	if err != nil {
+		e.t.Fatalf("update stream of %s to enabled=%v: %v", e.tables.Outbox, enabled, err)
+	}
+}
+
 // getItem reads one item consistently; nil when absent.
 func getItem(t *testing.T, table, keyAttr, key string) map[string]types.AttributeValue {
 	t.Helper()

@@ -318,14 +318,8 @@ func TestRelayFollowsAReEnabledStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, spec := range []types.StreamSpecification{
-		{StreamEnabled: aws.Bool(false)},
-		{StreamEnabled: aws.Bool(true), StreamViewType: types.StreamViewTypeNewImage},
-	} {
-		if _, err := e.cl.DB.UpdateTable(t.Context(), &dynamodb.UpdateTableInput{TableName: aws.String(e.tables.Outbox), StreamSpecification: &spec}); err != nil {
-			t.Fatalf("update stream %v: %v", aws.ToBool(spec.StreamEnabled), err)
-		}
-	}
+	e.setStream(false)
+	e.setStream(true)
 	newARN, err := dynamo.StreamARN(t.Context(), e.cl.DB, e.tables.Outbox)
 	if err != nil || newARN == oldARN {
 		t.Fatalf("stream after re-enabling: %q, %v; want a new ARN (old %q)", newARN, err, oldARN)
@@ -335,6 +329,22 @@ func TestRelayFollowsAReEnabledStream(t *testing.T) {
 	e.waitDelivered(after, 30*time.Second)
 	e.waitMarked(len(before)+len(after), 30*time.Second)
 	e.reportDuplicates()
+}
+
+// A relay started on an outbox table whose stream is disabled exits 1 at
+// once, saying why, instead of starting and leaving every new event to the
+// sweeper.
+func TestRelayExitsOnADisabledStream(t *testing.T) {
+	e := newEnv(t, endpoint.Options{})
+	e.setStream(false)
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, relayBin, "-dynamodb-endpoint", ddbEndpoint,
+		"-outbox-table", e.tables.Outbox, "-state-table", e.tables.State, "-sink-url", e.sinkURL, "-metrics-addr=").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "stream disabled") {
+		t.Fatalf("relay on a disabled stream: %v; want exit 1 saying the stream is disabled:\n%s", err, out)
+	}
 }
 
 // Another relay takes the shard's lease while a batch is being retried:

@@ -7,17 +7,25 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
-// ValidationError means the transaction was rejected before it was sent:
-// a field is missing or malformed, or a DynamoDB limit would be exceeded.
-// Nothing was written.
+// ValidationError means the transaction is invalid: caught before it was
+// sent (a field is missing or malformed, a DynamoDB limit would be
+// exceeded) or refused by DynamoDB for a reason only it can check (an
+// update that would grow an item past 400 KB, a malformed expression).
+// Nothing was written, and retrying the same transaction cannot help.
 type ValidationError struct {
 	Field  string
 	Reason string
+	// Err is DynamoDB's error when DynamoDB refused the transaction; nil
+	// when it was caught before the call.
+	Err error
 }
 
 func (e *ValidationError) Error() string {
 	return fmt.Sprintf("outbox: invalid %s: %s", e.Field, e.Reason)
 }
+
+// Unwrap returns DynamoDB's error, if any.
+func (e *ValidationError) Unwrap() error { return e.Err }
 
 // ConditionFailedError means a condition of the transaction did not hold
 // (for example a booking id that already exists), so nothing was written.

@@ -187,6 +187,13 @@ func classify(err error, items []types.TransactWriteItem, nWrites int) error {
 	if errors.As(err, &ipm) {
 		return fmt.Errorf("%w: %w", ErrIdempotencyMismatch, err)
 	}
+	var api interface {
+		ErrorCode() string
+		ErrorMessage() string
+	}
+	if errors.As(err, &api) && api.ErrorCode() == "ValidationException" {
+		return &ValidationError{Field: "transaction", Reason: "DynamoDB refused it: " + api.ErrorMessage(), Err: err}
+	}
 	var tce *types.TransactionCanceledException
 	if !errors.As(err, &tce) {
 		var (
@@ -214,6 +221,15 @@ func classify(err error, items []types.TransactWriteItem, nWrites int) error {
 			}
 		}
 		return cf
+	}
+	for i, r := range tce.CancellationReasons {
+		if aws.ToString(r.Code) == "ValidationError" {
+			field := fmt.Sprintf("action %d", i)
+			if i < len(items) {
+				field += " on " + actionTable(items[i])
+			}
+			return &ValidationError{Field: field, Reason: "DynamoDB refused it: " + aws.ToString(r.Message), Err: err}
+		}
 	}
 	for _, r := range tce.CancellationReasons {
 		if aws.ToString(r.Code) == "TransactionConflict" {

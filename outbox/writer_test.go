@@ -154,6 +154,13 @@ func TestCommitChecksLimitsBeforeCalling(t *testing.T) {
 	}
 }
 
+// apiError is an AWS API error as the SDK returns one (smithy.APIError).
+type apiError struct{ code, message string }
+
+func (e apiError) Error() string        { return e.code + ": " + e.message }
+func (e apiError) ErrorCode() string    { return e.code }
+func (e apiError) ErrorMessage() string { return e.message }
+
 func TestCommitClassifiesErrors(t *testing.T) {
 	e := mustEvent(t, map[string]string{})
 	booking := types.TransactWriteItem{Put: &types.Put{TableName: aws.String("Bookings"), Item: map[string]types.AttributeValue{"booking_id": &types.AttributeValueMemberS{Value: "b-1"}}}}
@@ -196,6 +203,22 @@ func TestCommitClassifiesErrors(t *testing.T) {
 		{"same token still in progress", fmt.Errorf("operation error DynamoDB: TransactWriteItems: %w", &types.TransactionInProgressException{}), func(t *testing.T, err error) {
 			var tip *types.TransactionInProgressException
 			if !errors.Is(err, ErrTransactionConflict) || !errors.As(err, &tip) {
+				t.Fatalf("got %v", err)
+			}
+		}},
+		// DynamoDB's own checks (an update growing an item past 400 KB)
+		// are validation errors too, with DynamoDB's error inside.
+		{"refused by DynamoDB as invalid", fmt.Errorf("operation error DynamoDB: TransactWriteItems: %w",
+			apiError{"ValidationException", "Item size to update has exceeded the maximum allowed size"}), func(t *testing.T, err error) {
+			var ve *ValidationError
+			var api apiError
+			if !errors.As(err, &ve) || !errors.As(err, &api) || !strings.Contains(ve.Error(), "maximum allowed size") {
+				t.Fatalf("got %v", err)
+			}
+		}},
+		{"an action refused as invalid", canceled("None", "ValidationError"), func(t *testing.T, err error) {
+			var ve *ValidationError
+			if !errors.As(err, &ve) || ve.Field != "action 1 on "+DefaultTable {
 				t.Fatalf("got %v", err)
 			}
 		}},

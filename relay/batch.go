@@ -25,6 +25,9 @@ type record struct {
 	attempts int
 	// occurredAt is the event's time, for the end-to-end lag metric.
 	occurredAt time.Time
+	// created is the stream record's approximate creation time; zero for
+	// swept events and a shard's end.
+	created time.Time
 	// pendingSince is when the event last became PENDING (outbox.PendingSince),
 	// set when MaxRecordAge is: the age limit also holds while it is retried.
 	pendingSince time.Time

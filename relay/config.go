@@ -50,8 +50,8 @@ type Config struct {
 	// profile's cap, or none.
 	SinkMaxInFlight int
 	// WebhookSecret, when set, signs every POST per the Standard Webhooks
-	// spec (webhook-id, webhook-timestamp, webhook-signature). It prints
-	// as REDACTED.
+	// spec (webhook-id, webhook-timestamp, webhook-signature), through
+	// an *HTTPSink (see New). It prints as REDACTED.
 	WebhookSecret Secret
 	// SinkFormat is FormatArray (default) or FormatRows.
 	SinkFormat Format

@@ -3,10 +3,11 @@ package relay
 import (
 	"context"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	streamtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
+
+	"github.com/ddboutbox/ddboutbox/dynamo"
 )
 
 // streamRetention is how long DynamoDB Streams keep a record. An event older
@@ -25,16 +26,14 @@ const streamRetention = 24 * time.Hour
 // time of that call, so its lag is at most a poll interval while it keeps
 // polling; otherwise the creation time of the last record it handed on.
 // Both stop moving while the reader stalls, so a stalled reader's lag grows
-// instead of reading as caught up. Reader goroutines write a frontier, the
-// sweeper reads it; only atomics and a sync.Map are shared.
+// instead of reading as caught up. Reader goroutines write a frontier
+// (shardWork.readTo), the sweeper reads it; only atomics and a sync.Map
+// are shared.
+//
+// Other relays' sweepers see a shard through its lease instead, where the
+// owner publishes settledBefore: they cannot see this relay's pipeline.
 type frontiers struct {
-	m sync.Map // shard id -> *frontier
-}
-
-type frontier struct {
-	w *shardWork
-	// at is the frontier in Unix nanoseconds; 0 until the first page.
-	at atomic.Int64
+	m sync.Map // shard id -> *shardWork
 }
 
 // track registers w's reader before it reads anything; readShard defers
@@ -45,11 +44,10 @@ type frontier struct {
 // pipeline and the child shards' readers only start then; lag keeps it
 // from freezing the sweeper meanwhile, and maxLag drops it afterwards.
 func (f *frontiers) track(ctx context.Context, w *shardWork) (untrack func()) {
-	e := &frontier{w: w}
-	f.m.Store(w.id, e)
+	f.m.Store(w.id, w)
 	return func() {
 		if ctx.Err() != nil {
-			f.m.CompareAndDelete(w.id, e)
+			f.m.CompareAndDelete(w.id, w)
 		}
 	}
 }
@@ -62,16 +60,16 @@ func (f *frontiers) advance(shard string, recs []streamtypes.Record, now time.Ti
 	if !ok {
 		return
 	}
-	e := v.(*frontier)
+	w := v.(*shardWork)
 	switch created := lastCreated(recs); {
 	case len(recs) == 0:
-		e.at.Store(now.UnixNano())
+		w.readTo.Store(now.UnixNano())
 	case created != nil:
-		e.at.Store(created.UnixNano())
+		w.readTo.Store(created.UnixNano())
 	case len(recs) < getRecordsLimit:
 		// Without a creation time a short page is the only sign of having
 		// caught up; a full one leaves the frontier where it was.
-		e.at.Store(now.UnixNano())
+		w.readTo.Store(now.UnixNano())
 	}
 }
 
@@ -83,18 +81,70 @@ func (f *frontiers) advance(shard string, recs []streamtypes.Record, now time.Ti
 func (f *frontiers) maxLag(now time.Time) time.Duration {
 	var lag time.Duration
 	f.m.Range(func(k, v any) bool {
-		e := v.(*frontier)
-		if e.w.finished.Load() || e.w.stopped.Load() {
-			f.m.CompareAndDelete(k, e)
+		w := v.(*shardWork)
+		if w.finished.Load() || w.stopped.Load() {
+			f.m.CompareAndDelete(k, w)
 			return true
 		}
-		l := streamRetention
-		if at := e.at.Load(); at != 0 {
-			l = min(max(now.Sub(time.Unix(0, at)), 0), streamRetention)
-		}
-		lag = max(lag, l)
+		lag = max(lag, lagBehind(now, w.readTo.Load()))
 		return true
 	})
+	return lag
+}
+
+// lagBehind is how far the frontier at (Unix nanoseconds; 0: none yet,
+// which may be any checkpoint the stream still holds) is behind now, at
+// most streamRetention.
+func lagBehind(now time.Time, at int64) time.Duration {
+	if at == 0 {
+		return streamRetention
+	}
+	return min(max(now.Sub(time.Unix(0, at)), 0), streamRetention)
+}
+
+// settledBefore is what the owner of w's lease publishes to other relays'
+// sweepers (dynamo.Lease.SettledBeforeMilli): a time before which every
+// record of the shard it read is settled. While nothing is in the
+// pipeline that is the reader's frontier; otherwise the creation time of
+// the last record settled, which stays put while a batch is retried
+// through an outage, so the others hold back. Zero: nothing to say yet.
+//
+// readTo is loaded before settled and settled before handed: a reader
+// counts a record handed before it moves readTo past it, so a readTo
+// that covers a record comes with a handed count that includes it, and a
+// settled count read earlier cannot match that count unless the record
+// was settled.
+func (w *shardWork) settledBefore() time.Time {
+	at := w.readTo.Load()
+	if settled := w.settled.Load(); w.handed.Load() != settled {
+		at = w.settledTo.Load()
+	}
+	if at == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, at)
+}
+
+// peersLag is how far behind now the slowest shard that another relay
+// holds is settled, from the settledBefore its owner publishes in the
+// lease (this relay cannot see the other's pipeline), at most
+// streamRetention. A lease counts while it is unfinished and was written
+// within the stream's retention; one that expired (its owner crashed)
+// still counts until another relay takes it over, because the new owner
+// reads again from the checkpoint. An owner that has published nothing
+// yet counts as streamRetention behind, like a reader of this relay's
+// that has read no page.
+func peersLag(leases []dynamo.Lease, owner string, now time.Time) time.Duration {
+	var lag time.Duration
+	for _, l := range leases {
+		if l.Finished() || l.Owner == owner {
+			continue
+		}
+		if upd, err := time.Parse(time.RFC3339Nano, l.UpdatedAt); err == nil && now.Sub(upd) > streamRetention {
+			continue // left behind: its shard's records are gone from the stream
+		}
+		lag = max(lag, lagBehind(now, l.SettledBeforeMilli*int64(time.Millisecond)))
+	}
 	return lag
 }
 

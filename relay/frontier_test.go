@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	streamtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
+
+	"github.com/ddboutbox/ddboutbox/dynamo"
 )
 
 // pageCreatedAt is a stream page of n MODIFY records, the last created at.
@@ -178,7 +180,7 @@ func sweptBefore(t *testing.T, r *Relay, db *cutoffDB) time.Time {
 	db.mu.Lock()
 	db.cutoffs = nil
 	db.mu.Unlock()
-	if _, err := r.sweep(context.Background(), make(chan record)); err != nil {
+	if _, err := r.sweep(context.Background(), "arn", make(chan record)); err != nil {
 		t.Fatal(err)
 	}
 	db.mu.Lock()
@@ -256,5 +258,74 @@ func TestSweepFollowsTheReaders(t *testing.T) {
 	defer streams.mu.Unlock()
 	if got := streams.iterTypes["latest"]; len(got) != 1 || got[0] != streamtypes.ShardIteratorTypeLatest {
 		t.Fatalf("iterators %v, want one LATEST", got)
+	}
+}
+
+// Another relay's shards hold this relay's sweeper back by what their
+// owners publish in the lease table.
+func TestPeersLag(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	const none = time.Duration(-1 << 62) // nothing published
+	lease := func(owner string, settledAgo, updatedAgo time.Duration, checkpoint string) dynamo.Lease {
+		l := dynamo.Lease{Owner: owner, Checkpoint: checkpoint, UpdatedAt: now.Add(-updatedAgo).Format(time.RFC3339Nano)}
+		if settledAgo != none {
+			l.SettledBeforeMilli = now.Add(-settledAgo).UnixMilli()
+		}
+		return l
+	}
+	tests := []struct {
+		name   string
+		leases []dynamo.Lease
+		want   time.Duration
+	}{
+		{"no leases", nil, 0},
+		{"a peer caught up", []dynamo.Lease{lease("b", 10*time.Second, time.Second, "5")}, 10 * time.Second},
+		{"the slowest peer counts", []dynamo.Lease{
+			lease("b", 10*time.Second, time.Second, "5"), lease("c", 20*time.Minute, time.Second, "7"),
+		}, 20 * time.Minute},
+		{"this relay's own leases are left to its frontiers", []dynamo.Lease{lease("a", 3*time.Hour, time.Second, "5")}, 0},
+		{"finished shards are done", []dynamo.Lease{lease("b", 3*time.Hour, time.Second, dynamo.ShardEnd)}, 0},
+		{"nothing published yet: the stream's retention", []dynamo.Lease{lease("b", none, time.Second, "")}, streamRetention},
+		{"expired but recent (owner crashed): still counts", []dynamo.Lease{lease("b", 40*time.Minute, 39*time.Minute, "5")}, 40 * time.Minute},
+		{"untouched for longer than the stream keeps records: ignored", []dynamo.Lease{lease("b", 25*time.Hour, 25*time.Hour, "5")}, 0},
+		{"settled_before ahead of this clock", []dynamo.Lease{lease("b", -time.Minute, time.Second, "5")}, 0},
+		{"capped at the stream's retention", []dynamo.Lease{lease("b", 30*time.Hour, time.Hour, "5")}, streamRetention},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := peersLag(tt.leases, "a", now); got != tt.want {
+				t.Fatalf("lag %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// settledBefore publishes the reader's frontier only while nothing it
+// handed on is unsettled; otherwise the last settled record's creation
+// time, which stays put while a batch is retried.
+func TestSettledBefore(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) int64 { return t0.Add(d).UnixNano() }
+	tests := []struct {
+		name                               string
+		readTo, handed, settled, settledTo int64
+		want                               time.Time
+	}{
+		{"nothing read yet", 0, 0, 0, 0, time.Time{}},
+		{"caught up, nothing in the pipeline", at(time.Minute), 10, 10, at(0), t0.Add(time.Minute)},
+		{"records in the pipeline", at(time.Minute), 12, 10, at(0), t0},
+		{"first batch not settled yet", at(time.Minute), 3, 0, 0, time.Time{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var w shardWork
+			w.readTo.Store(tt.readTo)
+			w.handed.Store(tt.handed)
+			w.settled.Store(tt.settled)
+			w.settledTo.Store(tt.settledTo)
+			if got := w.settledBefore(); !got.Equal(tt.want) {
+				t.Fatalf("settledBefore %s, want %s", got, tt.want)
+			}
+		})
 	}
 }

@@ -163,13 +163,18 @@ func (r *Relay) settle(ctx context.Context, arn string, recs []record) error {
 }
 
 // checkpoint writes each shard's checkpoint once: its last sequence number
-// in recs, or ShardEnd when the batch closes the shard.
+// in recs, or ShardEnd when the batch closes the shard, with what the
+// shard's settledBefore has become.
 func (r *Relay) checkpoint(ctx context.Context, arn string, recs []record) error {
 	var order []*shardWork
 	last := map[*shardWork]string{}
 	for _, rec := range recs {
 		if rec.shard == nil {
 			continue // swept events have no stream position
+		}
+		rec.shard.settled.Add(1)
+		if !rec.created.IsZero() {
+			rec.shard.settledTo.Store(rec.created.UnixNano())
 		}
 		if _, seen := last[rec.shard]; !seen {
 			order = append(order, rec.shard)
@@ -190,7 +195,7 @@ func (r *Relay) checkpoint(ctx context.Context, arn string, recs []record) error
 		// this one, on every shard, until ctx ends.
 		lost := false
 		err := r.policy.retry(ctx, func(ctx context.Context) error {
-			err := r.leases.Checkpoint(ctx, arn, w.id, seq)
+			err := r.leases.Checkpoint(ctx, arn, w.id, seq, w.settledBefore())
 			if errors.Is(err, dynamo.ErrLeaseLost) {
 				lost = true
 				return nil

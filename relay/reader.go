@@ -60,20 +60,25 @@ func (r *Relay) readShard(ctx context.Context, arn string, w *shardWork, checkpo
 					if rr.eventID != "" {
 						r.inPipeline.Store(rr.eventID, struct{}{})
 					}
+					// Counted before it can be settled (see settledBefore).
+					w.handed.Add(1)
 					select {
 					case out <- rr:
 						last, latest = rr.seq, false
 					case <-ctx.Done():
+						w.handed.Add(-1)
 						r.inPipeline.Delete(rr.eventID)
 						return
 					}
 				}
 				r.observeIteratorAge(w.id, res.Records)
 				if res.NextShardIterator == nil {
+					w.handed.Add(1)
 					select {
 					case out <- record{shard: w, shardEnd: true}:
 						log.Info("shard ended")
 					case <-ctx.Done():
+						w.handed.Add(-1)
 					}
 					return
 				}
@@ -210,6 +215,9 @@ func (r *Relay) iteratorAt(ctx context.Context, arn, shardID string, typ streamt
 // both only move the checkpoint.
 func (r *Relay) toRecord(rec streamtypes.Record) record {
 	out := classifyRecord(rec, r.rules())
+	if rec.Dynamodb != nil {
+		out.created = aws.ToTime(rec.Dynamodb.ApproximateCreationDateTime)
+	}
 	if out.eventID == "" {
 		r.n.skipped.Add(1)
 		r.m.recordsSkipped.Inc()

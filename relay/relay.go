@@ -103,18 +103,27 @@ type Relay struct {
 }
 
 // New builds a relay. sink may be nil, in which case batches are POSTed to
-// cfg.SinkURL.
+// cfg.SinkURL. cfg.WebhookSecret signs through the relay's own sink or an
+// *HTTPSink without a Signer; any other sink must sign by itself, so New
+// refuses it with a secret rather than send unsigned requests.
 func New(cfg Config, db DB, streams StreamsAPI, sink Sink) (*Relay, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.WithDefaults()
 	if sink == nil {
-		hs := &HTTPSink{URL: cfg.SinkURL, Timeout: cfg.RequestTimeout, Client: &http.Client{}}
-		if len(cfg.WebhookSecret) > 0 {
-			hs.Signer = &Signer{Secret: cfg.WebhookSecret}
+		sink = &HTTPSink{URL: cfg.SinkURL, Timeout: cfg.RequestTimeout, Client: &http.Client{}}
+	}
+	if len(cfg.WebhookSecret) > 0 {
+		hs, ok := sink.(*HTTPSink)
+		if !ok {
+			return nil, fmt.Errorf("%w: a webhook secret signs only an *HTTPSink; a %T must sign its requests itself (see Signer)", ErrInvalidConfig, sink)
 		}
-		sink = hs
+		if hs.Signer == nil {
+			signed := *hs
+			signed.Signer = &Signer{Secret: cfg.WebhookSecret}
+			sink = &signed
+		}
 	}
 	// One limiter for every POST, retries and split halves included: the
 	// vendor counts requests per dataset.
@@ -173,6 +182,14 @@ type shardWork struct {
 	// lost is set once another owner holds the lease: the pipeline skips
 	// the shard's checkpoints, which could only fail from then on.
 	lost atomic.Bool
+	// readTo is the reader's frontier for this relay's sweeper (see
+	// frontiers), in Unix nanoseconds; 0 until its first page.
+	readTo atomic.Int64
+	// handed counts the records the reader handed to the pipeline and
+	// settled those the pipeline settled; settledTo is the creation time
+	// (Unix nanoseconds) of the last settled record that had one. With
+	// readTo they make settledBefore, for the other relays' sweepers.
+	handed, settled, settledTo atomic.Int64
 }
 
 // leaseLost stops w for good once another owner holds its lease. Its
@@ -248,7 +265,7 @@ func (r *Relay) tail(ctx context.Context, arn string) error {
 	readers.Add(1)
 	go func() {
 		defer readers.Done()
-		r.sweepLoop(readCtx, records)
+		r.sweepLoop(readCtx, arn, records)
 	}()
 	syncTick := time.NewTicker(r.cfg.ShardSyncInterval)
 	defer syncTick.Stop()
@@ -392,7 +409,7 @@ func (r *Relay) renew(ctx context.Context, arn string, running map[string]*shard
 		if w.finished.Load() {
 			continue
 		}
-		err := r.leases.Renew(ctx, arn, id)
+		err := r.leases.Renew(ctx, arn, id, w.settledBefore())
 		if errors.Is(err, dynamo.ErrLeaseLost) {
 			r.leaseLost(w)
 			delete(running, id)

@@ -27,39 +27,58 @@ import (
 // maxSweptPerRound bounds one sweep's memory; the next sweep goes on.
 const maxSweptPerRound = 10000
 
-func (r *Relay) sweepLoop(ctx context.Context, out chan<- record) {
-	if r.cfg.SweepInterval < 0 {
-		return
+// oldestPendingEvery is how often the oldest pending event is measured
+// while the sweeper is off.
+const oldestPendingEvery = time.Minute
+
+// sweepLoop sweeps every SweepInterval and measures the oldest pending
+// event at start and after each round. With the sweeper off the gauge is
+// still kept, every oldestPendingEvery: it is how an operator sees that
+// delivery has stalled.
+func (r *Relay) sweepLoop(ctx context.Context, arn string, out chan<- record) {
+	sweeping := r.cfg.SweepInterval >= 0
+	every := r.cfg.SweepInterval
+	if !sweeping {
+		every = oldestPendingEvery
 	}
-	t := time.NewTicker(r.cfg.SweepInterval)
+	t := time.NewTicker(every)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
-		n, err := r.sweep(ctx, out)
-		if err != nil && ctx.Err() == nil {
-			r.log.Warn("sweep failed", "err", err)
+		if sweeping && !first {
+			n, err := r.sweep(ctx, arn, out)
+			if err != nil && ctx.Err() == nil {
+				r.log.Warn("sweep failed", "err", err)
+			}
+			if n > 0 {
+				r.log.Info("sweeper found pending events the stream path missed", "events", n)
+			}
 		}
 		if age, err := r.oldestPendingAge(ctx); err == nil {
 			r.m.oldestPending.Set(age.Seconds())
 		} else if ctx.Err() == nil {
 			r.log.Warn("measuring the oldest pending event failed", "err", err)
 		}
-		if n > 0 {
-			r.log.Info("sweeper found pending events the stream path missed", "events", n)
-		}
 	}
 }
 
 // sweep claims PENDING events older than SweepAfter, and older than what
-// the stream path is still going to read (see sweepCutoff), and sends them
-// to out.
-func (r *Relay) sweep(ctx context.Context, out chan<- record) (int, error) {
+// the stream path of this relay and of the others on stream arn is still
+// going to deliver (see sweepCutoff), and sends them to out.
+func (r *Relay) sweep(ctx context.Context, arn string, out chan<- record) (int, error) {
+	leases, err := r.leases.List(ctx, arn)
+	if err != nil {
+		return 0, err
+	}
 	now := time.Now()
-	cutoff := sweepCutoff(now, r.cfg.SweepAfter, r.frontiers.maxLag(now)).UTC().Format(time.RFC3339Nano)
+	lag := max(r.frontiers.maxLag(now), peersLag(leases, r.cfg.Owner, now))
+	cutoff := sweepCutoff(now, r.cfg.SweepAfter, lag).UTC().Format(time.RFC3339Nano)
 	claimed := 0
 	for _, bucket := range outbox.AllPendingBuckets() {
 		p := dynamodb.NewQueryPaginator(r.db, &dynamodb.QueryInput{

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -287,5 +289,47 @@ func assertNoSecret(t *testing.T, s string, secret []byte) {
 		if strings.Contains(s, enc) {
 			t.Errorf("%q contains the secret (%q)", s, enc)
 		}
+	}
+}
+
+// A webhook secret signs whatever *HTTPSink the relay uses, its own or one
+// the caller passes; a sink the relay cannot sign through is refused
+// rather than sending unsigned requests while the config says signed.
+func TestNewSignsThroughTheSinkItIsGiven(t *testing.T) {
+	secret, err := ParseSecret(vectorSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got http.Header
+	var body []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		body, _ = io.ReadAll(r.Body)
+	}))
+	defer srv.Close()
+	cfg := Config{SinkURL: srv.URL, WebhookSecret: secret, Logger: quietLogger()}
+	for _, tt := range []struct {
+		name string
+		sink Sink
+	}{
+		{"the relay's own sink", nil},
+		{"an *HTTPSink without a signer", &HTTPSink{URL: srv.URL, Client: srv.Client()}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := New(cfg, newStateDB(), nil, tt.sink)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = nil
+			if err := r.sink.Send(t.Context(), []byte(`[{"event_id":"a"}]`), "k1"); err != nil {
+				t.Fatal(err)
+			}
+			if err := Verify(secret, got, body, time.Now(), 0); err != nil {
+				t.Fatalf("request not signed with the secret: %v (headers %v)", err, got)
+			}
+		})
+	}
+	if _, err := New(cfg, newStateDB(), nil, acceptSink{}); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("a sink the relay cannot sign through: err %v, want ErrInvalidConfig", err)
 	}
 }

@@ -2,7 +2,7 @@
 //
 //	outboxctl [global flags] <command> [command flags]
 //
-//	init     create the outbox, bookings and state tables (idempotent)
+//	init     create the tables and enable a missing or disabled stream (idempotent)
 //	status   counts by status, oldest pending age, per-shard checkpoint and lease
 //	failed   list FAILED events with their error and payload
 //	redrive  move FAILED events back to PENDING: -id id... | -from/-to time | -all
@@ -74,7 +74,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"init", "", "create the outbox, bookings and state tables (idempotent)", setupInit},
+		{"init", "[-o table|json]", "create the tables and enable a missing or disabled stream (idempotent)", setupInit},
 		{"status", "[-o table|json]", "counts by status, oldest pending age, per-shard checkpoint and lease", setupStatus},
 		{"failed", "[-id id]... [-from time] [-to time] [-o table|json]", "list FAILED events with their error and payload", setupFailed},
 		{"redrive", "-id id... | [-from time] [-to time] | -all [-dry-run] [-o table|json]", "move FAILED events back to PENDING for the relay to deliver again", setupRedrive},

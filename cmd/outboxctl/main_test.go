@@ -26,6 +26,8 @@ func TestUsageErrors(t *testing.T) {
 		{"nope"},
 		{"status", "extra"},
 		{"-o", "xml", "status"},
+		{"init", "-o", "xml"},
+		{"init", "extra"},
 		{"redrive"},
 		{"redrive", "-dry-run"},
 		{"redrive", "-all", "-id", "x"},
@@ -51,7 +53,7 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestHelp(t *testing.T) {
-	for cmd, want := range map[string]string{"redrive": "-all", "replay": "-dry-run", "tail": "-interval duration", "failed": "-from time"} {
+	for cmd, want := range map[string]string{"redrive": "-all", "replay": "-dry-run", "tail": "-interval duration", "failed": "-from time", "init": "-o format"} {
 		var stderr bytes.Buffer
 		err := run(context.Background(), []string{cmd, "-h"}, &bytes.Buffer{}, &stderr)
 		if !errors.Is(err, flag.ErrHelp) || !strings.Contains(stderr.String(), want) {
@@ -120,9 +122,9 @@ func TestWriteRecordsJSON(t *testing.T) {
 func TestWriteStatus(t *testing.T) {
 	now := time.Date(2025, 5, 1, 10, 0, 0, 0, time.UTC)
 	st := status{
-		Summary:   outbox.Summary{Pending: 2, Delivered: 10, Failed: 1, OldestPending: now.Add(-90 * time.Second)},
-		Now:       now,
-		StreamARN: "arn:stream",
+		Summary: outbox.Summary{Pending: 2, Delivered: 10, Failed: 1, OldestPending: now.Add(-90 * time.Second)},
+		Now:     now,
+		Stream:  dynamo.Stream{ARN: "arn:stream", Enabled: true},
 		Leases: []dynamo.Lease{
 			{ShardID: "shardId-2", Checkpoint: "49590338271490256608559692538361571095921575989136588898", Owner: "relay-a", Counter: 7, ExpiresAtMilli: now.Add(20 * time.Second).UnixMilli(), ParentShardIDs: []string{"shardId-1"}},
 			{ShardID: "shardId-1", Checkpoint: dynamo.ShardEnd, Owner: "relay-b", Counter: 3},
@@ -160,6 +162,83 @@ func TestWriteStatus(t *testing.T) {
 		got.Shards[0].ShardID != "shardId-1" || !got.Shards[0].Finished || got.Shards[0].LeaseLive ||
 		got.Shards[1].Checkpoint != st.Leases[0].Checkpoint || !got.Shards[1].LeaseLive || got.Shards[1].LeaseCounter != 7 {
 		t.Fatalf("got %+v", got)
+	}
+}
+
+// init reports the tables it made ready: one line, or one JSON object
+// naming each table by its role.
+func TestWriteTables(t *testing.T) {
+	tables := dynamo.Tables{Outbox: "O", Bookings: "B", State: "S"}
+	tests := []struct {
+		name string
+		f    format
+		want string
+	}{
+		{"table", formatTable, "tables ready: O (stream, pending index, TTL), B, S\n"},
+		{"json", formatJSON, "{\n  \"bookings\": \"B\",\n  \"outbox\": \"O\",\n  \"state\": \"S\"\n}\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := writeTables(&buf, tt.f, tables); err != nil || buf.String() != tt.want {
+				t.Fatalf("got %q, %v; want %q", buf.String(), err, tt.want)
+			}
+		})
+	}
+}
+
+// The stream line of status says whether the outbox table has a stream
+// the relay can tail, in both formats; a disabled stream still lists the
+// leases a relay holds on it while reading it to its end.
+func TestWriteStatusStream(t *testing.T) {
+	now := time.Date(2025, 5, 1, 10, 0, 0, 0, time.UTC)
+	lease := dynamo.Lease{ShardID: "shardId-1", Owner: "relay-a", Counter: 1}
+	tests := []struct {
+		name        string
+		stream      dynamo.Stream
+		leases      []dynamo.Lease
+		wantTable   []string
+		wantARN     string
+		wantEnabled bool
+	}{
+		{"no stream", dynamo.Stream{}, nil,
+			[]string{"stream: none (the outbox table has no stream; run outboxctl init)\n"}, "", false},
+		{"enabled, no leases", dynamo.Stream{ARN: "arn:s", Enabled: true}, nil,
+			[]string{"stream: arn:s\nno shard leases yet"}, "arn:s", true},
+		{"disabled, no leases", dynamo.Stream{ARN: "arn:s"}, nil,
+			[]string{"stream: arn:s (disabled: new events reach the relay only through its sweeper; run outboxctl init)\nno shard leases yet"}, "arn:s", false},
+		{"disabled, leases of the old stream", dynamo.Stream{ARN: "arn:s"}, []dynamo.Lease{lease},
+			[]string{"stream: arn:s (disabled: ", "shardId-1", "relay-a"}, "arn:s", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := status{Now: now, Stream: tt.stream, Leases: tt.leases}
+			var buf bytes.Buffer
+			if err := st.write(&buf, formatTable); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range tt.wantTable {
+				if !strings.Contains(buf.String(), want) {
+					t.Errorf("no %q in:\n%s", want, buf.String())
+				}
+			}
+
+			buf.Reset()
+			if err := st.write(&buf, formatJSON); err != nil {
+				t.Fatal(err)
+			}
+			var got struct {
+				StreamARN     string `json:"stream_arn"`
+				StreamEnabled *bool  `json:"stream_enabled"`
+				Shards        []shardJSON
+			}
+			if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
+				t.Fatal(err)
+			}
+			if got.StreamARN != tt.wantARN || got.StreamEnabled == nil || *got.StreamEnabled != tt.wantEnabled || len(got.Shards) != len(tt.leases) {
+				t.Fatalf("json %s", buf.String())
+			}
+		})
 	}
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -26,15 +25,16 @@ func setupStatus(fs *flag.FlagSet, a *app) func(ctx context.Context) error {
 			return err
 		}
 		st := status{Summary: s, Now: time.Now()}
-		st.StreamARN, err = dynamo.StreamARN(ctx, db, a.tables.Outbox)
-		switch {
-		case errors.Is(err, dynamo.ErrNoStream):
-			// Still worth showing the counts: the stream is what is wrong.
-		case err != nil:
+		// Not StreamARN: a missing or disabled stream is what status must
+		// show, next to the counts, not a reason to fail.
+		if st.Stream, err = dynamo.LatestStream(ctx, db, a.tables.Outbox); err != nil {
 			return err
-		default:
+		}
+		if st.Stream.ARN != "" {
+			// A disabled stream's leases still matter: a running relay
+			// reads it to its end.
 			leases := &dynamo.Leases{DB: db, Table: a.tables.State}
-			if st.Leases, err = leases.List(ctx, st.StreamARN); err != nil {
+			if st.Leases, err = leases.List(ctx, st.Stream.ARN); err != nil {
 				return err
 			}
 		}
@@ -46,9 +46,10 @@ func setupStatus(fs *flag.FlagSet, a *app) func(ctx context.Context) error {
 type status struct {
 	outbox.Summary
 	Now time.Time
-	// StreamARN is the outbox table's current stream; empty if it has none.
-	StreamARN string
-	// Leases are the state table's rows for StreamARN: one per shard the
+	// Stream is the outbox table's latest stream, enabled or not; its ARN
+	// is empty if the table never had one.
+	Stream dynamo.Stream
+	// Leases are the state table's rows for Stream: one per shard the
 	// relay has seen.
 	Leases []dynamo.Lease
 }
@@ -85,8 +86,9 @@ func (st status) write(w io.Writer, f format) error {
 			outbox.Summary
 			OldestPendingAgeSeconds float64     `json:"oldest_pending_age_seconds"`
 			StreamARN               string      `json:"stream_arn,omitempty"`
+			StreamEnabled           bool        `json:"stream_enabled"`
 			Shards                  []shardJSON `json:"shards"`
-		}{st.Summary, age.Seconds(), st.StreamARN, shards})
+		}{st.Summary, age.Seconds(), st.Stream.ARN, st.Stream.Enabled, shards})
 	}
 
 	tw := newTable(w)
@@ -95,15 +97,19 @@ func (st status) write(w io.Writer, f format) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	stream := st.Stream.ARN
 	switch {
-	case st.StreamARN == "":
+	case stream == "":
 		_, err := fmt.Fprintln(w, "\nstream: none (the outbox table has no stream; run outboxctl init)")
 		return err
-	case len(leases) == 0:
-		_, err := fmt.Fprintf(w, "\nstream: %s\nno shard leases yet (no relay has processed this stream)\n", st.StreamARN)
+	case !st.Stream.Enabled:
+		stream += " (disabled: new events reach the relay only through its sweeper; run outboxctl init)"
+	}
+	if len(leases) == 0 {
+		_, err := fmt.Fprintf(w, "\nstream: %s\nno shard leases yet (no relay has processed this stream)\n", stream)
 		return err
 	}
-	fmt.Fprintf(w, "\nstream: %s\n", st.StreamARN)
+	fmt.Fprintf(w, "\nstream: %s\n", stream)
 	tw = newTable(w)
 	row(tw, "SHARD", "CHECKPOINT", "OWNER", "COUNTER", "LEASE EXPIRES", "PARENTS")
 	for _, l := range leases {

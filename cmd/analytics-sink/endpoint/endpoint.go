@@ -226,15 +226,15 @@ type Stats struct {
 	// faults are injected.
 	MaxRowsPerRequest int `json:"max_rows_per_request"`
 
-	// Rejections by reason, each also counted in Rejected. They are left
-	// out of the JSON while zero. Count other reasons (rows, format, ...)
-	// in Requests.
-	RejectedForSize      int `json:"rejected_for_size,omitempty"`
-	RejectedForRate      int `json:"rejected_for_rate,omitempty"`
-	RejectedForInFlight  int `json:"rejected_for_inflight,omitempty"`
-	RejectedForSignature int `json:"rejected_for_signature,omitempty"`
+	// Rejections by reason, each also counted in Rejected; always in the
+	// JSON, so that a check for 0 finds a 0. Count other reasons (rows,
+	// format, ...) in Requests.
+	RejectedForSize      int `json:"rejected_for_size"`
+	RejectedForRate      int `json:"rejected_for_rate"`
+	RejectedForInFlight  int `json:"rejected_for_inflight"`
+	RejectedForSignature int `json:"rejected_for_signature"`
 	// InjectedFailures counts 503s injected by FailureRate.
-	InjectedFailures int `json:"injected_failures,omitempty"`
+	InjectedFailures int `json:"injected_failures"`
 }
 
 // Server is the sink's http.Handler. It is safe for concurrent use.

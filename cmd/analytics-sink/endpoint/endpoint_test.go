@@ -479,14 +479,14 @@ func TestRoutes(t *testing.T) {
 		wantBody     string // exact, after trimming the newline; "" skips
 	}{
 		{"GET", "/healthz", 200, `{"status":"ok"}`},
-		{"GET", "/stats", 200, `{"requests":1,"rejected":0,"rows":2,"distinct_event_ids":2,"duplicates":0,"max_rows_per_request":2}`},
+		{"GET", "/stats", 200, `{"requests":1,"rejected":0,"rows":2,"distinct_event_ids":2,"duplicates":0,"max_rows_per_request":2,"rejected_for_size":0,"rejected_for_rate":0,"rejected_for_inflight":0,"rejected_for_signature":0,"injected_failures":0}`},
 		{"GET", "/rows", 200, `[{"event_id":"a","n":1},{"event_id":"b"}]`},
 		{"PUT", "/rows", 405, ""},
 		{"PATCH", "/stats", 405, ""},
 		{"POST", "/healthz", 400, ""}, // any POST path ingests; this body is empty
 		{"DELETE", "/rows", 204, ""},
 		{"GET", "/rows", 200, `[]`},
-		{"GET", "/stats", 200, `{"requests":0,"rejected":0,"rows":0,"distinct_event_ids":0,"duplicates":0,"max_rows_per_request":0}`},
+		{"GET", "/stats", 200, `{"requests":0,"rejected":0,"rows":0,"distinct_event_ids":0,"duplicates":0,"max_rows_per_request":0,"rejected_for_size":0,"rejected_for_rate":0,"rejected_for_inflight":0,"rejected_for_signature":0,"injected_failures":0}`},
 	}
 	for _, tt := range tests {
 		r := do(t, tt.method, ts.URL+tt.path, "", nil)

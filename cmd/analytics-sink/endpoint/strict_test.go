@@ -548,6 +548,12 @@ func TestStatsJSONCountsRejections(t *testing.T) {
 	if got["rejected_for_rate"] != 1 || got["rejected_for_size"] != 1 || got["rejected"] != 2 || got["requests"] != 1 {
 		t.Errorf("stats = %s", r.body)
 	}
+	// Reasons that never happened are there as 0, so a check for 0 holds.
+	for _, k := range []string{"rejected_for_inflight", "rejected_for_signature", "injected_failures"} {
+		if v, ok := got[k]; !ok || v != 0 {
+			t.Errorf("stats[%q] = %d, present %v; want 0, present (stats %s)", k, v, ok, r.body)
+		}
+	}
 }
 
 // TestRateJudgesInTimestampOrder: many concurrent requests, each stamped a
