@@ -118,3 +118,63 @@ func TestPipelineGivesUpAShardWhoseLeaseWasLost(t *testing.T) {
 		t.Error("shard B was given up although its lease is ours")
 	}
 }
+
+// A batch that fills neither its rows nor its bytes is cut when the
+// linger window, started by its first record, runs out: not before, and
+// not much after; later records start a new window.
+func TestBatchLingerFlush(t *testing.T) {
+	const window = 150 * time.Millisecond
+	r, err := New(Config{SinkURL: "http://127.0.0.1:1/rows", BatchSize: 100, BatchWindow: window, Logger: quietLogger()},
+		newStateDB(), nil, acceptSink{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type cut struct {
+		at   time.Time
+		rows int
+	}
+	cuts := make(chan cut, 4)
+	in := make(chan record)
+	done := make(chan error, 1)
+	go func() {
+		done <- r.batch(t.Context(), in, func(recs []record) error {
+			cuts <- cut{time.Now(), len(recs)}
+			return nil
+		})
+	}()
+	row := func(id string) record { return record{eventID: id, row: []byte(`{"event_id":"` + id + `"}`)} }
+	next := func() cut {
+		t.Helper()
+		select {
+		case c := <-cuts:
+			return c
+		case <-time.After(5 * time.Second):
+			t.Fatal("no batch cut within 5s of its first record")
+			return cut{}
+		}
+	}
+
+	start := time.Now()
+	in <- row("a")
+	time.Sleep(window / 3)
+	in <- row("b") // joins the open batch; its window does not restart
+	c := next()
+	if waited := c.at.Sub(start); c.rows != 2 || waited < window || waited > window+time.Second {
+		t.Fatalf("first batch: %d rows after %s, want 2 rows after %s (+ scheduling)", c.rows, waited, window)
+	}
+	start = time.Now()
+	in <- row("c")
+	c = next()
+	if waited := c.at.Sub(start); c.rows != 1 || waited < window {
+		t.Fatalf("second batch: %d rows after %s, want 1 row after >= %s", c.rows, waited, window)
+	}
+	close(in)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-cuts:
+		t.Fatalf("an empty batch was cut at the end: %+v", c)
+	default:
+	}
+}
