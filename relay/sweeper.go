@@ -43,15 +43,14 @@ func (r *Relay) sweepLoop(ctx context.Context, arn string, out chan<- record) {
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
-	for first := true; ; first = false {
-		if !first {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
+	r.measureOldestPending(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
-		if sweeping && !first {
+		if sweeping {
 			n, err := r.sweep(ctx, arn, out)
 			if err != nil && ctx.Err() == nil {
 				r.log.Warn("sweep failed", "err", err)
@@ -60,11 +59,15 @@ func (r *Relay) sweepLoop(ctx context.Context, arn string, out chan<- record) {
 				r.log.Info("sweeper found pending events the stream path missed", "events", n)
 			}
 		}
-		if age, err := r.oldestPendingAge(ctx); err == nil {
-			r.m.oldestPending.Set(age.Seconds())
-		} else if ctx.Err() == nil {
-			r.log.Warn("measuring the oldest pending event failed", "err", err)
-		}
+		r.measureOldestPending(ctx)
+	}
+}
+
+func (r *Relay) measureOldestPending(ctx context.Context) {
+	if age, err := r.oldestPendingAge(ctx); err == nil {
+		r.m.oldestPending.Set(age.Seconds())
+	} else if ctx.Err() == nil {
+		r.log.Warn("measuring the oldest pending event failed", "err", err)
 	}
 }
 
