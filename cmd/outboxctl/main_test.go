@@ -126,7 +126,7 @@ func TestWriteStatus(t *testing.T) {
 		Now:     now,
 		Stream:  dynamo.Stream{ARN: "arn:stream", Enabled: true},
 		Leases: []dynamo.Lease{
-			{ShardID: "shardId-2", Checkpoint: "49590338271490256608559692538361571095921575989136588898", Owner: "relay-a", Counter: 7, ExpiresAtMilli: now.Add(20 * time.Second).UnixMilli(), ParentShardIDs: []string{"shardId-1"}},
+			{ShardID: "shardId-2", Checkpoint: "49590338271490256608559692538361571095921575989136588898", Owner: "relay-a", Counter: 7, ExpiresAtMilli: now.Add(20 * time.Second).UnixMilli(), ParentShardIDs: []string{"shardId-1"}, SettledBeforeMilli: now.Add(-4 * time.Second).UnixMilli()},
 			{ShardID: "shardId-1", Checkpoint: dynamo.ShardEnd, Owner: "relay-b", Counter: 3},
 		},
 	}
@@ -138,8 +138,8 @@ func TestWriteStatus(t *testing.T) {
 	for _, want := range []string{
 		"PENDING  DELIVERED  FAILED  OLDEST PENDING AGE\n2        10         1       1m30s\n",
 		"stream: arn:stream\n",
-		"shardId-1  SHARD_END      relay-b  3        expired",
-		"shardId-2  495903…588898  relay-a  7        2025-05-01T10:00:20.000Z (in 20s)  shardId-1",
+		"shardId-1  SHARD_END      relay-b  3        expired                            -        -",
+		"shardId-2  495903…588898  relay-a  7        2025-05-01T10:00:20.000Z (in 20s)  4s ago   shardId-1",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no %q in:\n%s", want, out)
@@ -160,7 +160,8 @@ func TestWriteStatus(t *testing.T) {
 	}
 	if got.Pending != 2 || got.OldestPendingAgeSeconds != 90 || len(got.Shards) != 2 ||
 		got.Shards[0].ShardID != "shardId-1" || !got.Shards[0].Finished || got.Shards[0].LeaseLive ||
-		got.Shards[1].Checkpoint != st.Leases[0].Checkpoint || !got.Shards[1].LeaseLive || got.Shards[1].LeaseCounter != 7 {
+		got.Shards[1].Checkpoint != st.Leases[0].Checkpoint || !got.Shards[1].LeaseLive || got.Shards[1].LeaseCounter != 7 ||
+		got.Shards[0].SettledBefore != nil || got.Shards[1].SettledBefore == nil || !got.Shards[1].SettledBefore.Equal(now.Add(-4*time.Second)) {
 		t.Fatalf("got %+v", got)
 	}
 }

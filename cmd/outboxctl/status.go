@@ -65,6 +65,9 @@ type shardJSON struct {
 	LeaseLive      bool      `json:"lease_live"`
 	ParentShardIDs []string  `json:"parent_shard_ids,omitempty"`
 	UpdatedAt      string    `json:"updated_at,omitempty"`
+	// SettledBefore is what the owner last published for other relays'
+	// sweepers; absent until it has.
+	SettledBefore *time.Time `json:"settled_before,omitempty"`
 }
 
 func (st status) write(w io.Writer, f format) error {
@@ -76,11 +79,16 @@ func (st status) write(w io.Writer, f format) error {
 		shards := make([]shardJSON, 0, len(leases))
 		for _, l := range leases {
 			exp := time.UnixMilli(l.ExpiresAtMilli).UTC()
-			shards = append(shards, shardJSON{
+			sj := shardJSON{
 				ShardID: l.ShardID, Checkpoint: l.Checkpoint, Finished: l.Finished(),
 				Owner: l.Owner, LeaseCounter: l.Counter, LeaseExpiresAt: exp, LeaseLive: exp.After(st.Now),
 				ParentShardIDs: l.ParentShardIDs, UpdatedAt: l.UpdatedAt,
-			})
+			}
+			if l.SettledBeforeMilli != 0 {
+				at := time.UnixMilli(l.SettledBeforeMilli).UTC()
+				sj.SettledBefore = &at
+			}
+			shards = append(shards, sj)
 		}
 		return writeJSON(w, struct {
 			outbox.Summary
@@ -111,10 +119,10 @@ func (st status) write(w io.Writer, f format) error {
 	}
 	fmt.Fprintf(w, "\nstream: %s\n", stream)
 	tw = newTable(w)
-	row(tw, "SHARD", "CHECKPOINT", "OWNER", "COUNTER", "LEASE EXPIRES", "PARENTS")
+	row(tw, "SHARD", "CHECKPOINT", "OWNER", "COUNTER", "LEASE EXPIRES", "SETTLED", "PARENTS")
 	for _, l := range leases {
 		row(tw, l.ShardID, orDash(shortSeq(l.Checkpoint)), orDash(l.Owner), fmt.Sprint(l.Counter),
-			leaseCell(time.UnixMilli(l.ExpiresAtMilli), st.Now), orDash(strings.Join(l.ParentShardIDs, ",")))
+			leaseCell(time.UnixMilli(l.ExpiresAtMilli), st.Now), settledCell(l, st.Now), orDash(strings.Join(l.ParentShardIDs, ",")))
 	}
 	return tw.Flush()
 }
@@ -134,6 +142,15 @@ func leaseCell(exp, now time.Time) string {
 		return "expired"
 	}
 	return fmt.Sprintf("%s (in %s)", exp.UTC().Format(tableTime), exp.Sub(now).Round(time.Second))
+}
+
+// settledCell is how far behind the lease's settled_before is: a shard
+// whose owner stalls shows it growing (and holds every sweeper back).
+func settledCell(l dynamo.Lease, now time.Time) string {
+	if l.SettledBeforeMilli == 0 || l.Finished() {
+		return "-"
+	}
+	return fmt.Sprintf("%s ago", max(now.Sub(time.UnixMilli(l.SettledBeforeMilli)), 0).Round(time.Second))
 }
 
 func orDash(s string) string {
