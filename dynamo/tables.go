@@ -145,8 +145,7 @@ func pendingIndex() types.GlobalSecondaryIndex {
 
 // ensurePendingIndex adds the sweeper's index to an outbox table created
 // before it existed. It does not wait for the backfill: on a big table that
-// takes long, and the sweeper simply retries until the index is ACTIVE
-// (DynamoDB Local never reports a GSI added later as ACTIVE, but serves it).
+// takes long, and the sweeper simply retries until the index is ACTIVE.
 func ensurePendingIndex(ctx context.Context, db TableAPI, table string) error {
 	out, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
 	if err != nil {
