@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -325,6 +326,44 @@ func TestSweeperDeliversEventsTheStreamMissed(t *testing.T) {
 		t.Fatalf("relay read %d events from the stream after starting at LATEST, want 50", s.Read)
 	}
 	e.reportDuplicates()
+}
+
+// Swept events that the endpoint keeps refusing for longer than
+// -claim-duration stay claimed by the relay that swept them: it renews the
+// claims until they are settled, or another relay's sweeper would claim
+// and send them again once they lapsed.
+func TestSweptEventsStayClaimedThroughAnOutage(t *testing.T) {
+	t.Parallel()
+	var outage phase
+	outage.startFor(time.Hour)
+	e := newEnv(t, unavailableDuring(&outage))
+	ids := e.commitEvents(20, 2)
+	cfg := e.relayConfig()
+	cfg.StartPosition = relay.StartLatest // only the sweeper can deliver them
+	cfg.SweepAfter = time.Second
+	cfg.SweepInterval = 200 * time.Millisecond
+	cfg.ClaimDuration = time.Second
+	cfg.RetryMax = 200 * time.Millisecond
+	r, _ := e.startRelay(cfg)
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		return r.Stats().Swept == int64(len(ids)) && e.sink.Stats().Rejected >= 3, "the swept events are not being retried"
+	})
+	time.Sleep(3 * cfg.ClaimDuration)
+	now := time.Now().UnixMilli()
+	for _, id := range ids {
+		item := getItem(t, e.tables.Outbox, outbox.AttrEventID, id)
+		by, _ := item[outbox.AttrClaimedBy].(*types.AttributeValueMemberS)
+		exp, _ := item[outbox.AttrClaimExpiresAt].(*types.AttributeValueMemberN)
+		if by == nil || by.Value != cfg.Owner || exp == nil {
+			t.Fatalf("event %s: claimed_by %v, claim_expires_at %v; want claimed by %s", id, by, exp, cfg.Owner)
+		}
+		if at, _ := strconv.ParseInt(exp.Value, 10, 64); at <= now {
+			t.Fatalf("event %s: claim lapsed %dms ago while the relay still retries it", id, now-at)
+		}
+	}
+	outage.startFor(0)
+	e.waitDelivered(ids, 30*time.Second)
+	e.waitMarked(len(ids), 30*time.Second)
 }
 
 // The endpoint hangs: the per-request timeout fires, the batch is sent

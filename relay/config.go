@@ -120,7 +120,8 @@ type Config struct {
 	// SweepAfter when that is shorter. Negative disables the sweeper.
 	SweepInterval time.Duration
 	// ClaimDuration is how long a swept event is claimed by this relay, so
-	// that two relays sweeping at once do not both send it. Default 2m.
+	// that two relays sweeping at once do not both send it; the claim is
+	// renewed every third of it until the event is settled. Default 2m.
 	ClaimDuration time.Duration
 
 	// Owner names this relay in the lease table. Default: the hostname, so

@@ -90,7 +90,8 @@ type Relay struct {
 	// inPipeline holds the ids of the events read or swept and not yet
 	// settled, so that the sweeper leaves them alone: during an outage
 	// longer than SweepAfter they are PENDING and old enough to sweep, but
-	// already on their way (read from the stream, or swept before).
+	// already on their way (read from the stream, or swept before). Swept
+	// ones map to swept{}, whose claims claimLoop keeps alive.
 	inPipeline sync.Map
 	// frontiers is how far each shard reader has read, for the sweeper.
 	frontiers frontiers
@@ -266,6 +267,11 @@ func (r *Relay) tail(ctx context.Context, arn string) error {
 	go func() {
 		defer readers.Done()
 		r.sweepLoop(readCtx, arn, records)
+	}()
+	readers.Add(1)
+	go func() {
+		defer readers.Done()
+		r.claimLoop(readCtx)
 	}()
 	syncTick := time.NewTicker(r.cfg.ShardSyncInterval)
 	defer syncTick.Stop()

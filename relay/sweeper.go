@@ -120,7 +120,7 @@ func (r *Relay) sweep(ctx context.Context, arn string, out chan<- record) (int, 
 				if rec.eventID == "" {
 					continue
 				}
-				r.inPipeline.Store(rec.eventID, struct{}{})
+				r.inPipeline.Store(rec.eventID, swept{})
 				select {
 				case out <- rec:
 					claimed++
@@ -167,6 +167,71 @@ func (r *Relay) oldestPendingAge(ctx context.Context) (time.Duration, error) {
 		return 0, fmt.Errorf("parse occurred_at %q: %w", oldest, err)
 	}
 	return time.Since(t), nil
+}
+
+// swept marks, in Relay.inPipeline, an event this relay claimed: its claim
+// is kept alive until it is settled.
+type swept struct{}
+
+// claimLoop keeps the claims on the swept events in the pipeline alive
+// until they are settled: during an endpoint outage longer than
+// ClaimDuration another relay's sweeper would otherwise claim and send
+// them again. It runs beside the sweeper, which blocks while the pipeline
+// is full.
+func (r *Relay) claimLoop(ctx context.Context) {
+	if r.cfg.SweepInterval < 0 {
+		return
+	}
+	t := time.NewTicker(r.cfg.ClaimDuration / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := r.renewClaims(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("renewing the claims on swept events failed; the next round retries", "renewed", n, "err", err)
+		}
+	}
+}
+
+// renewClaims extends this relay's claim on every swept event still in the
+// pipeline by ClaimDuration. An event already settled (no longer PENDING)
+// or claimed by another relay (this claim had lapsed) is left alone.
+func (r *Relay) renewClaims(ctx context.Context) (renewed int, err error) {
+	r.inPipeline.Range(func(k, v any) bool {
+		if _, ok := v.(swept); !ok {
+			return true
+		}
+		until := time.Now().Add(r.cfg.ClaimDuration)
+		_, err = r.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName:           aws.String(r.cfg.Tables.Outbox),
+			Key:                 map[string]types.AttributeValue{outbox.AttrEventID: &types.AttributeValueMemberS{Value: k.(string)}},
+			UpdateExpression:    aws.String("SET #exp = :until"),
+			ConditionExpression: aws.String("#status = :pending AND #by = :me"),
+			ExpressionAttributeNames: map[string]string{
+				"#by": outbox.AttrClaimedBy, "#exp": outbox.AttrClaimExpiresAt, "#status": outbox.AttrStatus,
+			},
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":me":      &types.AttributeValueMemberS{Value: r.cfg.Owner},
+				":until":   &types.AttributeValueMemberN{Value: strconv.FormatInt(until.UnixMilli(), 10)},
+				":pending": &types.AttributeValueMemberS{Value: string(outbox.StatusPending)},
+			},
+		})
+		var ccf *types.ConditionalCheckFailedException
+		switch {
+		case errors.As(err, &ccf):
+			err = nil
+		case err != nil:
+			err = fmt.Errorf("renew claim %s: %w", k, err)
+			return false
+		default:
+			renewed++
+		}
+		return true
+	})
+	return renewed, err
 }
 
 // claim takes a PENDING event for ClaimDuration and returns it, or nil when

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -73,5 +74,48 @@ func TestOldestPendingGaugeWithAndWithoutSweeper(t *testing.T) {
 				t.Fatalf("oldest pending age gauge %.1fs, want about 90s", got)
 			}
 		})
+	}
+}
+
+// claimDB records the claim renewals it is asked for and refuses those
+// of the events in lapsed (another relay claimed them since).
+type claimDB struct {
+	cutoffDB
+	lapsed  map[string]bool
+	mu      sync.Mutex
+	renewed map[string]string // id -> condition
+}
+
+func (db *claimDB) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	id := in.Key[outbox.AttrEventID].(*types.AttributeValueMemberS).Value
+	if db.lapsed[id] {
+		return nil, &types.ConditionalCheckFailedException{Message: aws.String("claimed by another relay")}
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.renewed[id] = aws.ToString(in.ConditionExpression) + " " + in.ExpressionAttributeValues[":me"].(*types.AttributeValueMemberS).Value
+	return &dynamodb.UpdateItemOutput{}, nil
+}
+
+// The claims on swept events still in the pipeline are renewed, only
+// those and only while this relay holds them: an outage longer than the
+// claim must not let another relay's sweeper send them again.
+func TestRenewClaimsKeepsSweptEventsClaimed(t *testing.T) {
+	db := &claimDB{lapsed: map[string]bool{"swept-lapsed": true}, renewed: map[string]string{}}
+	r, err := New(Config{SinkURL: "http://127.0.0.1:1/rows", Owner: "me", Logger: quietLogger()}, db, nil, acceptSink{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.inPipeline.Store("from-stream", struct{}{})
+	r.inPipeline.Store("swept-1", swept{})
+	r.inPipeline.Store("swept-2", swept{})
+	r.inPipeline.Store("swept-lapsed", swept{})
+	n, err := r.renewClaims(t.Context())
+	if err != nil || n != 2 {
+		t.Fatalf("renewed %d, err %v; want 2, nil", n, err)
+	}
+	want := "#status = :pending AND #by = :me me"
+	if len(db.renewed) != 2 || db.renewed["swept-1"] != want || db.renewed["swept-2"] != want {
+		t.Fatalf("renewed %v, want swept-1 and swept-2 on condition %q", db.renewed, want)
 	}
 }

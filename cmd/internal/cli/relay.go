@@ -31,7 +31,7 @@ func Relay(fs *flag.FlagSet, c *relay.Config) (check func() error) {
 	fs.TextVar(&c.StartPosition, "start-position", relay.StartTrimHorizon, `where a shard without checkpoint is read from: "trim_horizon" or "latest"`)
 	fs.DurationVar(&c.SweepAfter, "sweep-after", 0, "deliver PENDING events older than this from the table, in case the stream path missed them (0 = 5m)")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", 0, "how often the sweeper runs (0 = min(1m, sweep-after); negative disables it)")
-	fs.DurationVar(&c.ClaimDuration, "claim-duration", 0, "how long a swept event is claimed against other relays (0 = 2m)")
+	fs.DurationVar(&c.ClaimDuration, "claim-duration", 0, "how long a swept event is claimed against other relays, renewed while it is in the pipeline (0 = 2m)")
 	fs.DurationVar(&c.RetryBase, "retry-base", 0, "first backoff ceiling between retries, doubled per attempt, full jitter (0 = 200ms)")
 	fs.DurationVar(&c.RetryMax, "retry-max", 0, "largest backoff between retries (0 = 30s)")
 	fs.DurationVar(&c.PollInterval, "poll-interval", 0, "least time between GetRecords calls on a shard that is caught up (0 = 250ms)")
