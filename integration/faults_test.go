@@ -328,6 +328,51 @@ func TestSweeperDeliversEventsTheStreamMissed(t *testing.T) {
 	e.reportDuplicates()
 }
 
+// The outbox stream is re-enabled (a new ARN) during an endpoint outage
+// while two relays share it. The relay that holds the shard retries its
+// batch of the old stream; the other moves to the new stream at once and
+// must leave that batch alone (it went by the new stream's leases only and
+// swept all 30 again). Given up after -shutdown-timeout, the batch is left
+// to the sweepers and the relay goes on with the new stream (it used to
+// exit 1).
+func TestStreamReEnabledDuringAnOutageWithTwoRelays(t *testing.T) {
+	for _, shutdown := range []time.Duration{30 * time.Second, 2 * time.Second} {
+		t.Run("shutdown-timeout "+shutdown.String(), func(t *testing.T) {
+			t.Parallel()
+			var outage phase
+			outage.startFor(time.Hour)
+			e := newEnv(t, unavailableDuring(&outage))
+			cfg := e.relayConfig()
+			cfg.SweepAfter = time.Second
+			cfg.SweepInterval = 200 * time.Millisecond
+			cfg.RetryMax = 200 * time.Millisecond
+			cfg.LeaseDuration = 3 * time.Second
+			cfg.ShutdownTimeout = shutdown
+			var relays []*relay.Relay
+			for _, owner := range []string{"a", "b"} {
+				cfg.Owner = owner
+				r, _ := e.startRelay(cfg) // each must stop cleanly at the end
+				relays = append(relays, r)
+			}
+			ids := e.commitEvents(30, 2)
+			waitFor(t, 30*time.Second, func() (bool, string) {
+				return e.sink.Stats().Rejected >= 3, "no relay is retrying the batch"
+			})
+			e.setStream(false)
+			e.setStream(true)
+			time.Sleep(4 * time.Second) // both see the new stream; sweepers look
+			outage.startFor(0)
+			e.waitDelivered(ids, time.Minute)
+			e.waitMarked(len(ids), 30*time.Second)
+			more := e.commitEvents(10, 2) // the new stream is read
+			e.waitDelivered(more, 30*time.Second)
+			if d := e.sink.Stats().Duplicates; d != 0 {
+				t.Fatalf("relays %+v and %+v, endpoint %+v: want no duplicates", relays[0].Stats(), relays[1].Stats(), e.sink.Stats())
+			}
+		})
+	}
+}
+
 // Swept events that the endpoint keeps refusing for longer than
 // -claim-duration stay claimed by the relay that swept them: it renews the
 // claims until they are settled, or another relay's sweeper would claim

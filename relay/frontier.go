@@ -134,10 +134,15 @@ func (w *shardWork) settledBefore() time.Time {
 // reads again from the checkpoint. An owner that has published nothing
 // yet counts as streamRetention behind, like a reader of this relay's
 // that has read no page.
-func peersLag(leases []dynamo.Lease, owner string, now time.Time) time.Duration {
+//
+// The leases of a stream the table no longer uses (left) count only while
+// they are live: their owner is still settling what it read before it
+// moves on, and once it released them, or died, nobody reads that stream
+// again and what it held is the sweepers'.
+func peersLag(leases []dynamo.Lease, owner string, now time.Time, left bool) time.Duration {
 	var lag time.Duration
 	for _, l := range leases {
-		if l.Finished() || l.Owner == owner {
+		if l.Finished() || l.Owner == owner || (left && l.ExpiresAtMilli <= now.UnixMilli()) {
 			continue
 		}
 		if upd, err := time.Parse(time.RFC3339Nano, l.UpdatedAt); err == nil && now.Sub(upd) > streamRetention {

@@ -293,8 +293,45 @@ func TestPeersLag(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := peersLag(tt.leases, "a", now); got != tt.want {
+			if got := peersLag(tt.leases, "a", now, false); got != tt.want {
 				t.Fatalf("lag %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// On a stream the table has moved on from, only a live lease holds the
+// sweeper back: its owner is still settling what it read; a released or
+// expired one means nobody reads that stream again.
+func TestPeersLagOnALeftStream(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	lease := func(expiresIn time.Duration, settled bool) dynamo.Lease {
+		l := dynamo.Lease{Owner: "b", Checkpoint: "5", UpdatedAt: now.Add(-time.Second).Format(time.RFC3339Nano)}
+		if expiresIn != 0 {
+			l.ExpiresAtMilli = now.Add(expiresIn).UnixMilli()
+		}
+		if settled {
+			l.SettledBeforeMilli = now.Add(-2 * time.Minute).UnixMilli()
+		}
+		return l
+	}
+	tests := []struct {
+		name  string
+		lease dynamo.Lease
+		want  time.Duration
+	}{
+		{"live, still settling", lease(10*time.Second, true), 2 * time.Minute},
+		{"live, nothing published", lease(10*time.Second, false), streamRetention},
+		{"released (expiry 0)", lease(0, true), 0},
+		{"expired: its owner died", lease(-time.Second, false), 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := peersLag([]dynamo.Lease{tt.lease}, "a", now, true); got != tt.want {
+				t.Fatalf("lag %s, want %s", got, tt.want)
+			}
+			if tt.lease.ExpiresAtMilli <= now.UnixMilli() && peersLag([]dynamo.Lease{tt.lease}, "a", now, false) == 0 {
+				t.Fatal("on the current stream a lease waiting for takeover must still count")
 			}
 		})
 	}

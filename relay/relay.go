@@ -101,6 +101,11 @@ type Relay struct {
 
 	// wake nudges the coordinator when a shard finished.
 	wake chan struct{}
+	// leftStreams are the streams Run moved on from, oldest first: other
+	// relays may still be settling what they read of them, which the
+	// sweeper must leave to them. Run appends between tails, so the
+	// sweeper, started by the next tail, reads it without a lock.
+	leftStreams []leftStream
 }
 
 // New builds a relay. sink may be nil, in which case batches are POSTed to
@@ -228,7 +233,15 @@ func (r *Relay) Run(ctx context.Context) error {
 		if err := r.tail(ctx, arn); !errors.Is(err, errStreamChanged) {
 			return err
 		}
+		r.leftStreams = append(r.leftStreams, leftStream{arn: arn, at: time.Now()})
 	}
+}
+
+// leftStream is a stream of the outbox table that this relay stopped
+// reading when the table's stream was re-enabled.
+type leftStream struct {
+	arn string
+	at  time.Time
 }
 
 // errStreamChanged ends tail when the outbox table's latest stream is no
@@ -306,11 +319,30 @@ loop:
 	close(records)
 	if pipeErr == nil {
 		stop := time.AfterFunc(r.cfg.ShutdownTimeout, pipeCancel)
-		if pipeErr = <-pipeDone; errors.Is(pipeErr, context.Canceled) {
+	drain:
+		for {
+			select {
+			case pipeErr = <-pipeDone:
+				break drain
+			case <-renewTick.C:
+				// Leases kept while the batch in hand is settled: one that
+				// lapsed would let another relay read it again meanwhile
+				// (and, on a stream left behind, sweep it).
+				r.renew(pipeCtx, arn, running)
+			}
+		}
+		stop.Stop()
+		switch {
+		case errors.Is(pipeErr, context.Canceled) && done != nil:
+			// Nobody reads the old stream again: what it held stays PENDING
+			// for the sweepers, this relay's included.
+			log.Warn("the batch in hand of the old stream was not delivered within -shutdown-timeout; the sweeper delivers its events", "shutdown_timeout", r.cfg.ShutdownTimeout)
+			r.inPipeline.Clear()
+			pipeErr = nil
+		case errors.Is(pipeErr, context.Canceled):
 			pipeErr = fmt.Errorf("shutdown timeout %s passed before the batch in hand was delivered; "+
 				"it was not checkpointed and will be read again: %w", r.cfg.ShutdownTimeout, pipeErr)
 		}
-		stop.Stop()
 	}
 	r.release(arn, running)
 	st := r.Stats()

@@ -75,12 +75,18 @@ func (r *Relay) measureOldestPending(ctx context.Context) {
 // the stream path of this relay and of the others on stream arn is still
 // going to deliver (see sweepCutoff), and sends them to out.
 func (r *Relay) sweep(ctx context.Context, arn string, out chan<- record) (int, error) {
-	leases, err := r.leases.List(ctx, arn)
-	if err != nil {
-		return 0, err
-	}
 	now := time.Now()
-	lag := max(r.frontiers.maxLag(now), peersLag(leases, r.cfg.Owner, now))
+	lag := r.frontiers.maxLag(now)
+	for _, s := range append([]leftStream{{arn: arn}}, r.leftStreams...) {
+		if s.arn != arn && now.Sub(s.at) > streamRetention {
+			continue
+		}
+		leases, err := r.leases.List(ctx, s.arn)
+		if err != nil {
+			return 0, err
+		}
+		lag = max(lag, peersLag(leases, r.cfg.Owner, now, s.arn != arn))
+	}
 	cutoff := sweepCutoff(now, r.cfg.SweepAfter, lag).UTC().Format(time.RFC3339Nano)
 	claimed := 0
 	for _, bucket := range outbox.AllPendingBuckets() {
