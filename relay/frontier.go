@@ -52,15 +52,11 @@ func (f *frontiers) track(ctx context.Context, w *shardWork) (untrack func()) {
 	}
 }
 
-// advance moves the frontier of shard's reader past recs, a page it has
-// handed on in full, read by a GetRecords call that returned just before
-// now when recs is empty.
-func (f *frontiers) advance(shard string, recs []streamtypes.Record, now time.Time) {
-	v, ok := f.m.Load(shard)
-	if !ok {
-		return
-	}
-	w := v.(*shardWork)
+// advance moves w's reader frontier past recs, a page it has handed on
+// in full, read by a GetRecords call that returned just before now when
+// recs is empty. It is a method of the reader's own shardWork, so a
+// reader that outlived its lease cannot move its successor's frontier.
+func (w *shardWork) advance(recs []streamtypes.Record, now time.Time) {
 	switch created := lastCreated(recs); {
 	case len(recs) == 0:
 		w.readTo.Store(now.UnixNano())

@@ -77,10 +77,10 @@ func TestSweepCutoff(t *testing.T) {
 				ctx, cancel := context.WithCancel(context.Background())
 				untrack := f.track(ctx, w)
 				for _, p := range rd.pages {
-					f.advance(w.id, p, now)
+					w.advance(p, now)
 				}
 				if !rd.polledAt.IsZero() {
-					f.advance(w.id, nil, rd.polledAt)
+					w.advance(nil, rd.polledAt)
 				}
 				if rd.canceled {
 					cancel()

@@ -71,7 +71,7 @@ func (r *Relay) readShard(ctx context.Context, arn string, w *shardWork, checkpo
 						return
 					}
 				}
-				r.observeIteratorAge(w.id, res.Records)
+				r.observeIteratorAge(w, res.Records)
 				if res.NextShardIterator == nil {
 					w.handed.Add(1)
 					select {
@@ -166,14 +166,14 @@ func iteratorRefused(err error) bool {
 // observeIteratorAge records how far behind the newest record read is, and
 // moves the shard's frontier for the sweeper. It is called once a page has
 // been handed on in full.
-func (r *Relay) observeIteratorAge(shard string, recs []streamtypes.Record) {
+func (r *Relay) observeIteratorAge(w *shardWork, recs []streamtypes.Record) {
 	now := time.Now()
 	age := 0.0
 	if created := lastCreated(recs); created != nil {
 		age = now.Sub(*created).Seconds()
 	}
-	r.m.iteratorAge.WithLabelValues(shard).Set(max(age, 0))
-	r.frontiers.advance(shard, recs, now)
+	r.m.iteratorAge.WithLabelValues(w.id).Set(max(age, 0))
+	w.advance(recs, now)
 }
 
 // lastCreated is the creation time of the last record of a page, or nil
