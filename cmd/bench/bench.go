@@ -79,6 +79,15 @@ type env struct {
 	runID      string
 }
 
+// dynamoDB names what the runs write to: the endpoint given, or the
+// DynamoDB Local image started per run.
+func (e *env) dynamoDB() string {
+	if e.cfg.Endpoint != "" {
+		return e.cfg.Endpoint
+	}
+	return "container " + e.image
+}
+
 // Run builds the binaries, runs the modes in rounds and then the relay
 // capacity scenarios, and returns the report.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
@@ -116,7 +125,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := &Report{
 		StartedAt: time.Now().UTC(),
 		Config:    cfg,
-		Host:      hostInfo(),
+		Host:      hostInfo(e.dynamoDB()),
 		Methods:   methods(),
 	}
 	for round := range cfg.Rounds {
@@ -211,11 +220,12 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 	}
 	defer st.close()
 	var (
-		sk *sink
-		rp *relayProc
-		bp *bookingProc
-		q  *memQueue
-		op bookingOp
+		sk      *sink
+		rp      *relayProc
+		bp      *bookingProc
+		bpProxy *ddbProxy
+		q       *memQueue
+		op      bookingOp
 	)
 	if hasAnalytics(mode) {
 		if sk, err = startSink(time.Duration(e.cfg.SinkLatency)); err != nil {
@@ -251,7 +261,13 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 	case ModeOutbox:
 		op = outboxOp(&outbox.Writer{DB: st.db, Table: st.tables.Outbox}, st.tables.Bookings)
 	case ModeBookingHTTP:
-		if bp, err = startBooking(ctx, e.bookingBin, st); err != nil {
+		// Its own counting proxy: the booking process writes through
+		// its own client, so its writes are counted on the wire.
+		if bpProxy, err = startProxy(st.endpoint); err != nil {
+			return res, err
+		}
+		defer bpProxy.close()
+		if bp, err = startBooking(ctx, e.bookingBin, st, bpProxy.url); err != nil {
 			return res, err
 		}
 		defer bp.stop(10 * time.Second)
@@ -268,6 +284,9 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 	}
 	st.db.reset()
 	st.proxySnapshot() // count the relay's requests from here on
+	if bpProxy != nil {
+		bpProxy.snapshot() // and the booking process's
+	}
 
 	cpuBefore, cpuOK := st.emulatorCPU()
 	var n loadCounters
@@ -287,10 +306,12 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 	res.Booking = summarize(lo.latencies)
 	res.AppWrites = int(st.db.requests.Load())
 	res.AppWriteItems = int(st.db.items.Load())
-	if bp != nil {
-		// The booking process writes through its own client: count its
-		// transactions as the in-process modes' are counted.
-		res.AppWrites, res.AppWriteItems = res.Committed, 2*res.Committed
+	if bpProxy != nil {
+		_, writes, items := bpProxy.snapshot()
+		res.AppWrites, res.AppWriteItems = 0, items
+		for _, n := range writes {
+			res.AppWrites += n
+		}
 	}
 
 	if sk != nil {
@@ -397,16 +418,6 @@ func (e *env) startRelayBatching(ctx context.Context, st *stack, sinkURL string,
 	})
 }
 
-// waitFor waits, at most timeout, until want distinct events arrived, and
-// returns how long it waited.
-func (s *sink) waitFor(ctx context.Context, want int, timeout time.Duration) time.Duration {
-	start := time.Now()
-	for s.received() < want && time.Since(start) < timeout && ctx.Err() == nil {
-		time.Sleep(50 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // markWait bounds how long the modes wait for the relay's last marks after
 // the last row arrived.
 const markWait = 10 * time.Second
@@ -444,6 +455,10 @@ func (e *env) progress(label string, total int, n *loadCounters, sk *sink) func(
 	stop := make(chan struct{})
 	finished := make(chan struct{})
 	start := time.Now()
+	before := 0 // rows of earlier phases (warm-up, earlier steps)
+	if sk != nil {
+		before = sk.received()
+	}
 	go func() {
 		defer close(finished)
 		t := time.NewTicker(e.cfg.Progress)
@@ -462,7 +477,7 @@ func (e *env) progress(label string, total int, n *loadCounters, sk *sink) func(
 					float64(done)/time.Since(start).Seconds(), time.Since(start).Round(time.Second))
 			}
 			if sk != nil {
-				line += fmt.Sprintf(", %d rows at the endpoint", sk.received())
+				line += fmt.Sprintf(", %d rows at the endpoint", sk.received()-before)
 			}
 			fmt.Fprintln(e.cfg.Log, line)
 		}

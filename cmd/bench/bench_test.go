@@ -1,7 +1,9 @@
 package main
 
 import (
+	"maps"
 	"math"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -236,5 +238,39 @@ func TestJSONArray(t *testing.T) {
 		if got := string(jsonArray(rows)); got != tc.want {
 			t.Errorf("jsonArray(%q) = %s, want %s", tc.rows, got, tc.want)
 		}
+	}
+}
+
+// Only rows the endpoint accepted have arrived: a refused POST (here one
+// whose row lacks an exact event_id) counts for neither delivery nor the
+// end-to-end latency, so a refusal shows up as lost.
+func TestSinkNotesOnlyAcceptedRows(t *testing.T) {
+	sk, err := startSink(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sk.close()
+	for body, want := range map[string]int{
+		`[{"Event_ID":"refused"}]`:                    http.StatusBadRequest,
+		`[{"event_id":"ok"}]`:                         http.StatusOK,
+		`[{"event_id":"half"},{"event_id":""}]`:       http.StatusBadRequest,
+		`{"rows":[{"event_id":"wrapped","x":1}]}`:     http.StatusOK,
+		`[{"event_id":"ok"},{"event_id":"ok-again"}]`: http.StatusOK,
+	} {
+		resp, err := http.Post(sk.url, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("POST %s: %d, want %d", body, resp.StatusCode, want)
+		}
+	}
+	got := slices.Sorted(maps.Keys(sk.arrivals()))
+	if want := []string{"ok", "ok-again", "wrapped"}; !slices.Equal(got, want) {
+		t.Fatalf("arrived %v, want %v", got, want)
+	}
+	if n := sk.posts(); n != 5 {
+		t.Fatalf("posts %d, want 5 (accepted or not)", n)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -59,7 +60,7 @@ type Sample struct {
 	Committed int     `json:"committed"`
 	Delivered int     `json:"delivered"`
 	Backlog   int     `json:"backlog"`
-	// Requests is the endpoint's count of accepted POSTs.
+	// Requests is how many POSTs the endpoint answered, accepted or not.
 	Requests int `json:"endpoint_requests"`
 }
 
@@ -73,6 +74,9 @@ type Saturation struct {
 	// saturated rate and what the targets judge.
 	Hold    *Step    `json:"hold,omitempty"`
 	Backlog []Sample `json:"backlog"`
+	// Lost counts the ramp's and the hold's bookings whose row had not
+	// reached the endpoint -drain-timeout after the hold.
+	Lost int `json:"lost"`
 }
 
 // HalfLoad is the open-loop run at half the saturated booking rate, for
@@ -192,9 +196,10 @@ func (e *env) saturation(ctx context.Context) (*Saturation, *HalfLoad, error) {
 	b := startBacklog(r.sk)
 
 	sat := &Saturation{}
+	commits := map[string]time.Time{} // every step's, for sat.Lost
 	best := 0.0
 	for c := 1; c <= e.cfg.MaxConcurrency; c *= 2 {
-		st, err := e.satStep(ctx, r, op, b, fmt.Sprintf("saturation, concurrency %d", c), c, time.Duration(e.cfg.StepDuration), 0)
+		st, err := e.satStep(ctx, r, op, b, fmt.Sprintf("saturation, concurrency %d", c), c, time.Duration(e.cfg.StepDuration), 0, commits)
 		if err != nil {
 			sat.Backlog = b.close()
 			return sat, nil, err
@@ -216,9 +221,9 @@ func (e *env) saturation(ctx context.Context) (*Saturation, *HalfLoad, error) {
 	// saturated concurrency longer, starting from an empty backlog, and
 	// fit only after the pipeline has filled (a window, the endpoint's
 	// latency and a second of slack).
-	r.sk.waitFor(ctx, int(b.committed.Load()), time.Duration(e.cfg.DrainTimeout))
+	r.sk.waitForAll(ctx, commits, time.Duration(e.cfg.DrainTimeout))
 	settle := time.Duration(e.cfg.BatchWindow) + time.Duration(e.cfg.SinkLatency) + time.Second
-	hold, err := e.satStep(ctx, r, op, b, "saturation, hold", sat.Steps[sat.At].Concurrency, time.Duration(e.cfg.SaturationHold), settle)
+	hold, err := e.satStep(ctx, r, op, b, "saturation, hold", sat.Steps[sat.At].Concurrency, time.Duration(e.cfg.SaturationHold), settle, commits)
 	sat.Backlog = b.close()
 	if err != nil {
 		return sat, nil, err
@@ -226,7 +231,9 @@ func (e *env) saturation(ctx context.Context) (*Saturation, *HalfLoad, error) {
 	sat.Hold = &hold
 
 	// Let the backlog drain, then offer half the held rate.
-	r.sk.waitFor(ctx, int(b.committed.Load()), time.Duration(e.cfg.DrainTimeout))
+	r.sk.waitForAll(ctx, commits, time.Duration(e.cfg.DrainTimeout))
+	sat.Lost = r.sk.missing(commits)
+	fmt.Fprintf(e.cfg.Log, "bench: saturation: %d bookings, lost %d\n", len(commits), sat.Lost)
 	half := &HalfLoad{Rate: hold.BookingsPerS / 2}
 	var n loadCounters
 	stopProgress := e.progress("half saturation", 0, &n, r.sk)
@@ -243,13 +250,14 @@ func (e *env) saturation(ctx context.Context) (*Saturation, *HalfLoad, error) {
 // satStep runs outbox bookings closed loop at concurrency c for d and
 // takes the step's figures; rates and growth are fitted to the backlog
 // samples from settle after the step's start.
-func (e *env) satStep(ctx context.Context, r *relayRun, op bookingOp, b *backlog, label string, c int, d, settle time.Duration) (Step, error) {
+func (e *env) satStep(ctx context.Context, r *relayRun, op bookingOp, b *backlog, label string, c int, d, settle time.Duration, commits map[string]time.Time) (Step, error) {
 	var n loadCounters
 	stopProgress := e.progress(label, 0, &n, r.sk)
 	first := b.sample()
 	from := first.AtS + settle.Seconds()
 	lo := runLoad(ctx, countCommits(op, &b.committed), loadSpec{workers: c, duration: d}, &n)
 	stopProgress()
+	maps.Copy(commits, lo.commits)
 	if err := ctx.Err(); err != nil {
 		return Step{}, err
 	}
@@ -331,7 +339,7 @@ func startBacklog(sk *sink) *backlog {
 // sample reads the counts now.
 func (b *backlog) sample() Sample {
 	c, d := int(b.committed.Load()), b.sk.received()
-	return Sample{AtS: time.Since(b.start).Seconds(), Committed: c, Delivered: d, Backlog: c - d, Requests: b.sk.srv.Stats().Requests}
+	return Sample{AtS: time.Since(b.start).Seconds(), Committed: c, Delivered: d, Backlog: c - d, Requests: b.sk.posts()}
 }
 
 // since returns the samples taken at or after at seconds.
@@ -519,7 +527,7 @@ func (e *env) sweep(ctx context.Context) ([]SweepPoint, error) {
 			if err != nil {
 				return points, err
 			}
-			reqBefore := sk.srv.Stats().Requests
+			reqBefore := sk.posts()
 			var n loadCounters
 			label := fmt.Sprintf("sweep, batch %d, window %s", size, time.Duration(w))
 			stopProgress := e.progress(label, 0, &n, sk)
@@ -531,7 +539,7 @@ func (e *env) sweep(ctx context.Context) ([]SweepPoint, error) {
 			}
 			p := SweepPoint{BatchSize: size, Window: w, Events: len(lo.commits), DrainS: drained.Seconds()}
 			p.EndToEnd, p.Lost = endToEnd(lo.commits, sk.arrivals())
-			p.Requests = sk.srv.Stats().Requests - reqBefore
+			p.Requests = sk.posts() - reqBefore
 			if p.Events > 0 {
 				p.RequestsPerEvt = float64(p.Requests) / float64(p.Events)
 			}

@@ -61,6 +61,9 @@ type ddbProxy struct {
 	mu     sync.Mutex
 	byOp   map[string]int
 	writes map[string]int // "UpdateItem <table>"
+	// items counts the items written: one per write request, or the
+	// actions of a TransactWriteItems.
+	items int
 }
 
 func startProxy(target string) (*ddbProxy, error) {
@@ -91,9 +94,15 @@ func startProxy(target string) (*ddbProxy, error) {
 				http.Error(w, "read body", http.StatusBadGateway)
 				return
 			}
-			var in struct{ TableName string }
+			var in struct {
+				TableName     string
+				TransactItems []json.RawMessage
+			}
 			_ = json.Unmarshal(body, &in)
 			table = in.TableName
+			p.mu.Lock()
+			p.items += max(len(in.TransactItems), 1)
+			p.mu.Unlock()
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			r.ContentLength = int64(len(body))
 		}
@@ -112,12 +121,12 @@ func startProxy(target string) (*ddbProxy, error) {
 }
 
 // snapshot returns the counts so far and resets them.
-func (p *ddbProxy) snapshot() (byOp, writes map[string]int) {
+func (p *ddbProxy) snapshot() (byOp, writes map[string]int, items int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	byOp, writes = p.byOp, p.writes
-	p.byOp, p.writes = map[string]int{}, map[string]int{}
-	return byOp, writes
+	byOp, writes, items = p.byOp, p.writes, p.items
+	p.byOp, p.writes, p.items = map[string]int{}, map[string]int{}, 0
+	return byOp, writes, items
 }
 
 func (p *ddbProxy) close() { shutdown(p.http) }

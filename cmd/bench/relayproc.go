@@ -83,16 +83,16 @@ type bookingProc struct {
 	url string
 }
 
-// startBooking execs cmd/booking on st's tables and waits until it is
-// ready.
-func startBooking(ctx context.Context, bin string, st *stack) (*bookingProc, error) {
+// startBooking execs cmd/booking on st's tables, talking to DynamoDB at
+// dynamoEndpoint, and waits until it is ready.
+func startBooking(ctx context.Context, bin string, st *stack, dynamoEndpoint string) (*bookingProc, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
 	p, err := startProc(ctx, "booking", bin, addr,
 		"-addr", addr,
-		"-dynamodb-endpoint", st.endpoint,
+		"-dynamodb-endpoint", dynamoEndpoint,
 		"-outbox-table", st.tables.Outbox,
 		"-bookings-table", st.tables.Bookings,
 		"-log-level", "warn",

@@ -1,14 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -113,7 +116,7 @@ func methods() map[string]string {
 	return map[string]string{
 		"rounds":             "the modes run in several rounds, in an order rotated by one each round; each figure is the median over the rounds, with min and max",
 		"dynamodb":           "every mode run and every scenario gets a fresh DynamoDB Local container (testcontainers-go, -inMemory -sharedDb), warmed up with -warm-up two-item transactions on a table without a stream, and each mode then runs unmeasured for -mode-warm-up (its endpoint requests and duplicates subtracted) so that the JVM has compiled the operations the mode uses: DynamoDB Local slows down as stream records pile up (writes to a second stream-enabled table fall to ~40 items/s once another stream holds ~100,000 records), so a shared instance would make each figure depend on what ran before it",
-		"booking-http":       "cmd/booking as a separate process (built by the bench), POST /bookings over loopback from the same closed-loop workers; its DynamoDB writes are counted as one two-item transaction per committed booking; the relay delivers",
+		"booking-http":       "cmd/booking as a separate process (built by the bench), POST /bookings over loopback from the same closed-loop workers; it talks to DynamoDB through its own counting proxy (one more loopback hop), which counts its write requests and the items they write; the relay delivers",
 		"saturation":         "outbox bookings closed loop at concurrency 1, 2, 4, ... for -saturation-step each, with the relay running on the same DynamoDB Local, until the booking rate rose less than 5% twice; committed and delivered counts sampled every second; delivered/s and backlog growth are least-squares slopes over the step's samples. Then, once the backlog is empty, the concurrency of the highest step runs again for -saturation-hold (the hold): its booking rate is the saturated rate, and its delivered/s, backlog growth and endpoint requests per event, fitted to the samples from batch window + endpoint latency + 1s after its start (the pipeline filling), are what the targets judge",
 		"half_saturation":    "open loop at half the hold's booking rate for -saturation-step, same relay; end-to-end latency as for the modes",
 		"drain":              "-drain-events BookingReserved items written with BatchWriteItem (the items outbox.Writer stores) while no relay runs; then the relay starts; drain time is relay start to every event counted DELIVERED in its /metrics; peak RSS is the relay's VmHWM from /proc",
@@ -121,11 +124,11 @@ func methods() map[string]string {
 		"crash":              "the bench re-executes itself as a child process making -crash-bookings bookings (memory-queue or outbox) and printing each acknowledged commit; at half of them the child (and, for outbox, the relay) gets SIGKILL; the outbox relay is then restarted; lost = acknowledged commits whose row never arrived",
 		"bookings_per_s":     "committed bookings / wall time from the first booking started to the last one answered, Concurrency closed-loop workers",
 		"booking_latency":    "time of one booking as its handler would see it: building the items and event, the DynamoDB write(s) and, for sync-dual-write, the POST; nearest-rank percentiles",
-		"end_to_end_latency": "commit acknowledged to the handler -> first arrival of the row at the local endpoint (noted before the endpoint's latency); nearest-rank percentiles",
+		"end_to_end_latency": "commit acknowledged to the handler -> arrival of the first POST carrying the row that the local endpoint accepted (the instant the request came in, before the endpoint's latency; a refused POST does not count); nearest-rank percentiles",
 		"endpoint_requests":  "POSTs the endpoint received (accepted or not) per 1,000 committed events",
-		"ddb_write_requests": "in-process PutItem/TransactWriteItems calls counted by a wrapper around the client (one per call; SDK retries not counted) plus, for outbox, every write request the relay process sent (UpdateItem marks on the outbox table, lease and checkpoint UpdateItems on the state table, SDK retries included), counted by a reverse proxy between the relay and DynamoDB, from relay start to exit; per committed booking",
+		"ddb_write_requests": "in-process PutItem/TransactWriteItems calls counted by a wrapper around the client (one per call; SDK retries not counted; booking-http: its write requests on the wire, through its own proxy) plus, for outbox, every write request the relay process sent (UpdateItem marks on the outbox table, lease and checkpoint UpdateItems on the state table, SDK retries included), counted by a reverse proxy between the relay and DynamoDB, from relay start to exit; per committed booking",
 		"ddb_write_items":    "as ddb_write_requests, but a TransactWriteItems counts its items (2)",
-		"lost":               "committed events not received at the endpoint within -drain-timeout after the last booking",
+		"lost":               "committed events not received in a POST the endpoint accepted within -drain-timeout after the last booking (saturation: after the hold)",
 		"duplicates":         "rows the endpoint stored whose event_id it had already stored (endpoint.Stats.Duplicates)",
 		"relay":              "the relay binary runs as a separate process per run against the same DynamoDB (through the counting proxy) and the same endpoint, with -sink-profile generic and the bench's -batch-size, -batch-window and -batches-in-flight; started and ready (/readyz) before the bookings, stopped with SIGTERM after every row arrived and was marked",
 		"ddb_local_cpu":      "DynamoDB Local's CPU time (utime+stime of its process, read from the host's /proc) from the first booking until every row arrived and, for the relay's modes, was marked, per committed booking; it shows where DynamoDB Local's work goes, since every mode shares its two cores with it",
@@ -137,12 +140,39 @@ func methods() map[string]string {
 	}
 }
 
-func hostInfo() map[string]string {
+// hostInfo says what ran the benchmark: the machine, and the code and
+// library versions, so that committed results can be matched to them.
+// dynamodb is the DynamoDB Local image, or the endpoint given.
+func hostInfo(dynamodb string) map[string]string {
 	h, _ := os.Hostname()
-	return map[string]string{
+	info := map[string]string{
 		"go": runtime.Version(), "os": runtime.GOOS, "arch": runtime.GOARCH,
-		"cpus": fmt.Sprint(runtime.NumCPU()), "hostname": h,
+		"cpus": fmt.Sprint(runtime.NumCPU()), "hostname": h, "dynamodb": dynamodb,
 	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			switch d.Path {
+			case "github.com/aws/aws-sdk-go-v2", "github.com/aws/aws-sdk-go-v2/service/dynamodb",
+				"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams", "github.com/testcontainers/testcontainers-go":
+				info[d.Path] = d.Version
+			}
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" || s.Key == "vcs.modified" {
+				info[s.Key] = s.Value
+			}
+		}
+	}
+	// go run stamps no VCS information: ask git, when there is one.
+	if _, ok := info["vcs.revision"]; !ok {
+		if out, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil {
+			info["vcs.revision"] = strings.TrimSpace(string(out))
+		}
+		if out, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil {
+			info["vcs.modified"] = fmt.Sprint(len(bytes.TrimSpace(out)) > 0)
+		}
+	}
+	return info
 }
 
 // modeRuns returns the results of mode in run order.

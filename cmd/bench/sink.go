@@ -73,7 +73,9 @@ func shutdown(srv *http.Server) {
 	}
 }
 
-// ServeHTTP records arrivals, then hands the request to the endpoint.
+// ServeHTTP hands the request to the endpoint and, if the endpoint
+// accepted it, records its rows as arrived when the request came in: a
+// row the endpoint refused has not been received, whatever it carried.
 func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		s.srv.ServeHTTP(w, r)
@@ -85,14 +87,27 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "read body", http.StatusBadRequest)
 		return
 	}
-	s.note(at, body)
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	s.srv.ServeHTTP(w, r)
+	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+	s.srv.ServeHTTP(sw, r)
+	if sw.code/100 == 2 {
+		s.note(at, body)
+	}
+}
+
+// statusWriter keeps the status code a handler answered with.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
 }
 
 // note records the first arrival of every event_id in body (an array of
-// rows or {"rows":[...]}); a body the endpoint will reject anyway is
-// ignored.
+// rows or {"rows":[...]}) that the endpoint accepted.
 func (s *sink) note(at time.Time, body []byte) {
 	type row struct {
 		EventID     string `json:"event_id"`
@@ -130,6 +145,13 @@ func (s *sink) arrivals() map[string]time.Time {
 	all := maps.Clone(s.arrived)
 	maps.Copy(all, s.byAggregate)
 	return all
+}
+
+// posts is how many POSTs the endpoint answered, accepted or not: what the
+// benchmark calls endpoint requests everywhere.
+func (s *sink) posts() int {
+	st := s.srv.Stats()
+	return st.Requests + st.Rejected
 }
 
 // received is how many distinct event ids have arrived.

@@ -197,5 +197,6 @@ func (s *stack) proxySnapshot() (byOp, writes map[string]int) {
 	if s.proxy == nil {
 		return nil, nil
 	}
-	return s.proxy.snapshot()
+	byOp, writes, _ = s.proxy.snapshot()
+	return byOp, writes
 }

@@ -181,6 +181,9 @@ func (rep *Report) problems() []string {
 				out = append(out, fmt.Sprintf("saturation, concurrency %d: %d booking errors", st.Concurrency, st.Errors))
 			}
 		}
+		if sat.Lost > 0 {
+			out = append(out, fmt.Sprintf("saturation: %d events lost", sat.Lost))
+		}
 	}
 	if c.HalfLoad != nil && c.HalfLoad.Lost > 0 {
 		out = append(out, fmt.Sprintf("half saturation: %d events lost", c.HalfLoad.Lost))
