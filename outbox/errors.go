@@ -62,6 +62,11 @@ func (e *ConditionFailedError) Unwrap() error { return e.Err }
 // still in progress; this call wrote nothing and the commit may be retried.
 var ErrTransactionConflict = errors.New("outbox: transaction conflict")
 
+// ErrThrottled means DynamoDB refused the transaction for capacity
+// (throttled after the SDK's own retries): nothing was written, and the
+// commit may be retried later.
+var ErrThrottled = errors.New("outbox: throttled by DynamoDB")
+
 // ErrIdempotencyMismatch means the idempotency token was used in the last
 // 10 minutes for a transaction with different contents; nothing was written.
 var ErrIdempotencyMismatch = errors.New("outbox: idempotency token reused with different contents")

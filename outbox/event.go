@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -124,6 +125,9 @@ func (e Event) Validate() error {
 		if f.value == "" {
 			return &ValidationError{Field: f.name, Reason: "must not be empty"}
 		}
+		if !utf8.ValidString(f.value) {
+			return &ValidationError{Field: f.name, Reason: "must be valid UTF-8"}
+		}
 	}
 	if e.OccurredAt.IsZero() {
 		return &ValidationError{Field: AttrOccurredAt, Reason: "must be set"}
@@ -132,11 +136,17 @@ func (e Event) Validate() error {
 }
 
 // ValidatePayload checks that p is one JSON object, the only payload shape
-// that can be flattened into a row.
+// that can be flattened into a row, in valid UTF-8: json.Valid lets
+// invalid bytes through, which DynamoDB would store as U+FFFD (three bytes
+// each, so the item would also outgrow its size check) instead of the
+// payload as given.
 func ValidatePayload(p []byte) error {
 	p = bytes.TrimSpace(p)
 	if len(p) == 0 || p[0] != '{' || !json.Valid(p) {
 		return &ValidationError{Field: AttrPayload, Reason: "must be a JSON object"}
+	}
+	if !utf8.Valid(p) {
+		return &ValidationError{Field: AttrPayload, Reason: "must be valid UTF-8"}
 	}
 	return nil
 }

@@ -1,6 +1,10 @@
 package outbox
 
-import "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+import (
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
 
 // ItemSize is the size DynamoDB bills and limits an item by: attribute
 // names plus values, following "Item sizes and formats" in the DynamoDB
@@ -57,9 +61,16 @@ func valueSize(v types.AttributeValue) int {
 	return 0
 }
 
-// numberSize: about one byte per two significant digits, plus one.
+// numberSize: about one byte per two significant digits, plus one, plus
+// one more for a negative number (DynamoDB stores a terminator byte
+// then). Counting every character of s, sign, point and exponent
+// included, errs on the large side for the digits, never the small one.
 func numberSize(s string) int {
-	return (len(s)+1)/2 + 1
+	n := (len(s)+1)/2 + 1
+	if strings.HasPrefix(s, "-") {
+		n++
+	}
+	return n
 }
 
 // actionSize is what one transaction action contributes to the 4 MB

@@ -20,6 +20,15 @@ const (
 	MaxTransactionBytes = 4 * 1024 * 1024
 	// MaxTokenLength is the longest ClientRequestToken DynamoDB accepts.
 	MaxTokenLength = 36
+	// EventHeadroom is what an outbox item must leave of MaxItemBytes for
+	// the attributes its delivery adds later (delivered_at, expires_at;
+	// failed_at, attempts, last_error of up to 1,000 bytes; the sweeper's
+	// claim with the relay's -owner of up to 256 bytes; redriven_at,
+	// replayed_at): an item DynamoDB accepts but cannot grow by those
+	// could never be marked DELIVERED or FAILED.
+	EventHeadroom = 2048
+	// MaxEventItemBytes is the largest outbox item Commit writes.
+	MaxEventItemBytes = MaxItemBytes - EventHeadroom
 )
 
 // DefaultTable is the outbox table's default name.
@@ -54,8 +63,9 @@ type Tx struct {
 }
 
 // Commit writes tx in one TransactWriteItems call. Errors a caller branches
-// on: *ValidationError (nothing sent), *ConditionFailedError,
-// ErrTransactionConflict, ErrIdempotencyMismatch.
+// on: *ValidationError (nothing sent, or refused as invalid),
+// *ConditionFailedError, ErrTransactionConflict, ErrThrottled,
+// ErrIdempotencyMismatch.
 func (w *Writer) Commit(ctx context.Context, tx Tx) error {
 	in, err := w.build(tx)
 	if err != nil {
@@ -110,8 +120,14 @@ func (w *Writer) build(tx Tx) (*dynamodb.TransactWriteItemsInput, error) {
 	total := 0
 	for i, it := range items {
 		if it.Put != nil {
-			if size := ItemSize(it.Put.Item); size > MaxItemBytes {
+			size := ItemSize(it.Put.Item)
+			if size > MaxItemBytes {
 				return nil, &ValidationError{Field: fmt.Sprintf("action %d", i), Reason: fmt.Sprintf("item is %d bytes, DynamoDB allows at most %d", size, MaxItemBytes)}
+			}
+			if i >= len(tx.Writes) && size > MaxEventItemBytes {
+				return nil, &ValidationError{Field: fmt.Sprintf("action %d", i), Reason: fmt.Sprintf(
+					"event item is %d bytes; an outbox item may be at most %d: DynamoDB's %d less %d for the attributes delivery adds",
+					size, MaxEventItemBytes, MaxItemBytes, EventHeadroom)}
 			}
 		}
 		total += actionSize(it)
@@ -191,8 +207,13 @@ func classify(err error, items []types.TransactWriteItem, nWrites int) error {
 		ErrorCode() string
 		ErrorMessage() string
 	}
-	if errors.As(err, &api) && api.ErrorCode() == "ValidationException" {
-		return &ValidationError{Field: "transaction", Reason: "DynamoDB refused it: " + api.ErrorMessage(), Err: err}
+	if errors.As(err, &api) {
+		switch api.ErrorCode() {
+		case "ValidationException":
+			return &ValidationError{Field: "transaction", Reason: "DynamoDB refused it: " + api.ErrorMessage(), Err: err}
+		case "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded":
+			return fmt.Errorf("%w: %w", ErrThrottled, err)
+		}
 	}
 	var tce *types.TransactionCanceledException
 	if !errors.As(err, &tce) {
@@ -232,8 +253,11 @@ func classify(err error, items []types.TransactWriteItem, nWrites int) error {
 		}
 	}
 	for _, r := range tce.CancellationReasons {
-		if aws.ToString(r.Code) == "TransactionConflict" {
+		switch aws.ToString(r.Code) {
+		case "TransactionConflict":
 			return fmt.Errorf("%w: %w", ErrTransactionConflict, err)
+		case "ThrottlingError", "ProvisionedThroughputExceeded":
+			return fmt.Errorf("%w: %w", ErrThrottled, err)
 		}
 	}
 	return fmt.Errorf("outbox: transaction canceled: %w", err)

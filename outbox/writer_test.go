@@ -69,6 +69,9 @@ func TestEventValidate(t *testing.T) {
 		{"missing type", map[string]int{}, func(e *Event) { e.Type = "" }, AttrEventType},
 		{"missing aggregate id", map[string]int{}, func(e *Event) { e.AggregateID = "" }, AttrAggregateID},
 		{"missing time", map[string]int{}, func(e *Event) { e.OccurredAt = time.Time{} }, AttrOccurredAt},
+		{"payload with invalid UTF-8", []byte("{\"name\":\"caf\xe9\"}"), nil, AttrPayload},
+		{"payload with multibyte UTF-8", []byte(`{"name":"café"}`), nil, ""},
+		{"aggregate id with invalid UTF-8", map[string]int{}, func(e *Event) { e.AggregateID = "a\xff" }, AttrAggregateID},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -122,6 +125,12 @@ func TestCommitChecksLimitsBeforeCalling(t *testing.T) {
 	}
 	sameID := mustEvent(t, map[string]string{"other": "payload"})
 	sameID.ID = small.ID
+	// An event item DynamoDB would take but that leaves no room for its
+	// delivery marks, and a business item of the same size, which may.
+	nearlyFull := mustEvent(t, map[string]string{"blob": strings.Repeat("x", MaxEventItemBytes)})
+	bigBooking := types.TransactWriteItem{Put: &types.Put{TableName: aws.String("Bookings"), Item: map[string]types.AttributeValue{
+		"booking_id": &types.AttributeValueMemberS{Value: "b-1"}, "blob": &types.AttributeValueMemberS{Value: strings.Repeat("x", MaxEventItemBytes)},
+	}}}
 	fat := make([]Event, 11) // 11 x 390 KB > 4 MB
 	for i := range fat {
 		fat[i] = mustEvent(t, map[string]string{"blob": strings.Repeat("x", 390*1024)})
@@ -133,6 +142,7 @@ func TestCommitChecksLimitsBeforeCalling(t *testing.T) {
 	}{
 		{"no events", Tx{}, "events"},
 		{"item over 400 KB", Tx{Events: []Event{big}}, "action 0"},
+		{"event item without room for its marks", Tx{Writes: []types.TransactWriteItem{bigBooking}, Events: []Event{nearlyFull}}, "action 1"},
 		{"over 100 actions", Tx{Events: many}, "transaction"},
 		{"over 4 MB", Tx{Events: fat}, "transaction"},
 		{"token too long", Tx{Events: []Event{small}, IdempotencyToken: strings.Repeat("t", 37)}, "idempotency token"},
@@ -151,6 +161,16 @@ func TestCommitChecksLimitsBeforeCalling(t *testing.T) {
 				t.Fatal("DynamoDB was called despite the validation error")
 			}
 		})
+	}
+	// The largest event item that leaves room for its marks is written.
+	fits := mustEvent(t, map[string]string{"blob": ""})
+	item, err := Item(fits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fits = mustEvent(t, map[string]string{"blob": strings.Repeat("x", MaxEventItemBytes-ItemSize(item))})
+	if err := (&Writer{DB: &fakeTx{}}).Commit(context.Background(), Tx{Events: []Event{fits}}); err != nil {
+		t.Fatalf("an event item of exactly MaxEventItemBytes: %v", err)
 	}
 }
 
@@ -216,6 +236,17 @@ func TestCommitClassifiesErrors(t *testing.T) {
 				t.Fatalf("got %v", err)
 			}
 		}},
+		{"throttled after the SDK's retries", fmt.Errorf("operation error DynamoDB: TransactWriteItems: %w",
+			apiError{"ProvisionedThroughputExceededException", "The level of configured provisioned throughput for the table was exceeded"}), func(t *testing.T, err error) {
+			if !errors.Is(err, ErrThrottled) {
+				t.Fatalf("got %v", err)
+			}
+		}},
+		{"an action throttled", canceled("None", "ThrottlingError"), func(t *testing.T, err error) {
+			if !errors.Is(err, ErrThrottled) {
+				t.Fatalf("got %v", err)
+			}
+		}},
 		{"an action refused as invalid", canceled("None", "ValidationError"), func(t *testing.T, err error) {
 			var ve *ValidationError
 			if !errors.As(err, &ve) || ve.Field != "action 1 on "+DefaultTable {
@@ -252,5 +283,15 @@ func TestItemSize(t *testing.T) {
 	}
 	if got := ItemSize(item); got != 4+2+7 {
 		t.Fatalf("size %d, want 13", got)
+	}
+	// Numbers: measured on DynamoDB Local, a negative number takes one
+	// byte more than its absolute value (1,000 x -1 in a list: 1,000 more).
+	for _, tt := range []struct {
+		n    string
+		want int
+	}{{"1", 2}, {"-1", 3}, {"-1.5", 4}, {"12345", 4}, {"-12345", 5}} {
+		if got := numberSize(tt.n); got != tt.want {
+			t.Errorf("numberSize(%s) = %d, want %d", tt.n, got, tt.want)
+		}
 	}
 }

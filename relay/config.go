@@ -126,7 +126,8 @@ type Config struct {
 
 	// Owner names this relay in the lease table. Default: the hostname, so
 	// a restarted relay on the same host takes its shards back at once.
-	// Set it when running several relays on one host.
+	// Set it when running several relays on one host. At most MaxOwnerBytes:
+	// the sweeper writes it into outbox items (see outbox.EventHeadroom).
 	Owner string
 	// LeaseDuration is how long a shard lease lives unrenewed. Default 30s.
 	LeaseDuration time.Duration
@@ -160,6 +161,10 @@ func (p *StartPosition) UnmarshalText(b []byte) error {
 	}
 	return fmt.Errorf("%w: start position %q must be %q or %q", ErrInvalidConfig, b, StartTrimHorizon, StartLatest)
 }
+
+// MaxOwnerBytes bounds Owner, which claims add to outbox items within
+// outbox.EventHeadroom.
+const MaxOwnerBytes = 256
 
 // ErrInvalidConfig wraps every configuration error.
 var ErrInvalidConfig = errors.New("invalid relay config")
@@ -261,6 +266,9 @@ func (c Config) Validate() error {
 	}
 	if c.SinkFormat != FormatArray && c.SinkFormat != FormatRows {
 		return bad("sink format %q must be %q or %q", c.SinkFormat, FormatArray, FormatRows)
+	}
+	if len(c.Owner) > MaxOwnerBytes {
+		return bad("owner is %d bytes, at most %d", len(c.Owner), MaxOwnerBytes)
 	}
 	if c.BatchSize < 1 || c.BatchSize > MaxBatchSize {
 		return bad("batch size %d must be between 1 and %d", c.BatchSize, MaxBatchSize)

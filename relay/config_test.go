@@ -22,6 +22,8 @@ func TestConfigValidate(t *testing.T) {
 		{"short max record age with the sweeper disabled", func(c *Config) { c.MaxRecordAge = time.Minute; c.SweepInterval = -1 }, ""},
 		{"negative max record age is no limit", func(c *Config) { c.MaxRecordAge = -time.Second }, ""},
 		{"max batch size", func(c *Config) { c.BatchSize = 10000 }, ""},
+		{"longest owner", func(c *Config) { c.Owner = strings.Repeat("o", MaxOwnerBytes) }, ""},
+		{"owner too long for the outbox items' headroom", func(c *Config) { c.Owner = strings.Repeat("o", MaxOwnerBytes+1) }, "owner is 257 bytes"},
 		{"missing sink url", func(c *Config) { c.SinkURL = "" }, "sink url is required"},
 		{"relative sink url", func(c *Config) { c.SinkURL = "/rows" }, "absolute http(s)"},
 		{"unknown format", func(c *Config) { c.SinkFormat = "xml" }, "sink format"},

@@ -38,7 +38,15 @@ type marker struct {
 	// write does not resend a whole batch and dups stay exact.
 	policy backoff
 	onErr  func(error)
+	// onUnmarkable is told of an event DynamoDB refuses to mark, which no
+	// retry can change: it is left PENDING rather than stall its shard.
+	onUnmarkable func(id string, err error)
 }
+
+// errUnmarkable means DynamoDB refused a mark as invalid: an item too
+// close to 400 KB to take the mark's attributes (written before
+// outbox.EventHeadroom, or not by outbox.Writer).
+var errUnmarkable = errors.New("item cannot be marked")
 
 // delivered marks ids DELIVERED, with several writes in flight. It returns
 // how many were already out of PENDING (delivered before: a duplicate).
@@ -61,7 +69,7 @@ func (m *marker) delivered(ctx context.Context, ids []string) (dups int, err err
 				if dup {
 					n.Add(1)
 				}
-				return err
+				return m.permanent(id, err)
 			}, m.onErr)
 		})
 	}
@@ -86,7 +94,7 @@ func (m *marker) failed(ctx context.Context, id string, cause error, attempts in
 	return m.policy.retry(ctx, func(ctx context.Context) error {
 		_, err := m.update(ctx, id, "SET #status = :failed, #err = :err, #fat = :at, #attempts = :n "+leavePending,
 			map[string]string{"#err": outbox.AttrLastError, "#fat": outbox.AttrFailedAt, "#attempts": outbox.AttrAttempts}, values)
-		return err
+		return m.permanent(id, err)
 	}, m.onErr)
 }
 
@@ -113,11 +121,25 @@ func (m *marker) update(ctx context.Context, id, expr string, names map[string]s
 		ExpressionAttributeValues: values,
 	})
 	var ccf *types.ConditionalCheckFailedException
-	if errors.As(err, &ccf) {
+	switch {
+	case errors.As(err, &ccf):
 		return true, nil
-	}
-	if err != nil {
+	case apiErrorCode(err) == "ValidationException":
+		return false, fmt.Errorf("mark %s: %w: %w", id, errUnmarkable, err)
+	case err != nil:
 		return false, fmt.Errorf("mark %s: %w", id, err)
 	}
 	return false, nil
+}
+
+// permanent reports an unmarkable event and ends its retries; any other
+// error is returned to be retried.
+func (m *marker) permanent(id string, err error) error {
+	if errors.Is(err, errUnmarkable) {
+		if m.onUnmarkable != nil {
+			m.onUnmarkable(id, err)
+		}
+		return nil
+	}
+	return err
 }

@@ -159,8 +159,16 @@ func (r *Relay) readShard(ctx context.Context, arn string, w *shardWork, checkpo
 // itself (DynamoDB Local answers "Invalid ShardIterator"), which no retry
 // of the same iterator can fix.
 func iteratorRefused(err error) bool {
+	return apiErrorCode(err) == "ValidationException"
+}
+
+// apiErrorCode is the AWS error code in err (smithy.APIError), or "".
+func apiErrorCode(err error) string {
 	var api interface{ ErrorCode() string }
-	return errors.As(err, &api) && api.ErrorCode() == "ValidationException"
+	if errors.As(err, &api) {
+		return api.ErrorCode()
+	}
+	return ""
 }
 
 // observeIteratorAge records how far behind the newest record read is, and

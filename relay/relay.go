@@ -162,6 +162,9 @@ func New(cfg Config, db DB, streams StreamsAPI, sink Sink) (*Relay, error) {
 		db: db, table: cfg.Tables.Outbox, ttl: cfg.DeliveredTTL, concurrency: cfg.MarkConcurrency,
 		now: time.Now, policy: r.policy,
 		onErr: func(err error) { r.log.Warn("mark failed, retrying", "err", err) },
+		onUnmarkable: func(id string, err error) {
+			r.log.Error("DynamoDB refuses to mark this event, which stays PENDING; the shard goes on (an item near 400 KB has no room for the mark)", "event_id", id, "err", err)
+		},
 	}
 	return r, nil
 }

@@ -261,10 +261,15 @@ func (r *Relay) claim(ctx context.Context, id string) (map[string]types.Attribut
 		ReturnValues: types.ReturnValueAllNew,
 	})
 	var ccf *types.ConditionalCheckFailedException
-	if errors.As(err, &ccf) {
+	switch {
+	case errors.As(err, &ccf):
 		return nil, nil
-	}
-	if err != nil {
+	case apiErrorCode(err) == "ValidationException":
+		// An item with no room for the claim (see marker's errUnmarkable)
+		// must not stop every sweep at it.
+		r.log.Warn("DynamoDB refuses to claim this pending event; skipping it (an item near 400 KB has no room for the claim)", "event_id", id, "err", err)
+		return nil, nil
+	case err != nil:
 		return nil, fmt.Errorf("claim %s: %w", id, err)
 	}
 	return out.Attributes, nil

@@ -264,6 +264,9 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, outbox.ErrTransactionConflict):
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "a concurrent request touched the same items; retry the request")
+	case errors.Is(err, outbox.ErrThrottled):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "the database is over its capacity; retry the request")
 	default:
 		h.internal(w, r, fmt.Errorf("commit booking %s: %w", b.BookingID, err))
 	}

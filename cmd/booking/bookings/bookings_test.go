@@ -486,6 +486,16 @@ func TestCreateMapsDynamoDBErrors(t *testing.T) {
 			wantStatus: 503, wantError: "retry", wantHeader: http.Header{"Retry-After": {"1"}},
 		},
 		{
+			name:       "throttling after the SDK's retries is retryable",
+			db:         &fakeDB{transact: fail(&types.ProvisionedThroughputExceededException{Message: aws.String("slow down")})},
+			wantStatus: 503, wantError: "retry", wantHeader: http.Header{"Retry-After": {"1"}},
+		},
+		{
+			name:       "a throttled action is retryable",
+			db:         &fakeDB{transact: fail(canceled("None", "ThrottlingError"))},
+			wantStatus: 503, wantError: "retry", wantHeader: http.Header{"Retry-After": {"1"}},
+		},
+		{
 			name:       "event id collision is ours, not the client's",
 			db:         &fakeDB{transact: fail(canceled("None", "ConditionalCheckFailed"))},
 			wantStatus: 500, wantError: "internal error", wantLogged: true,
