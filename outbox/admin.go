@@ -160,10 +160,11 @@ func (f Filter) match(r Record) bool {
 }
 
 // timeSlack widens the time bounds sent to DynamoDB, which compares the
-// stored RFC 3339 strings byte by byte. RFC3339Nano drops trailing zeros,
-// so within one second that order is wrong ("…05Z" sorts after
-// "…05.5Z"); a second apart it is right. The server filter only has to
-// keep every match (it saves reading the rest); match then decides exactly.
+// stored RFC 3339 strings byte by byte. Items written before TimeLayout
+// have time.RFC3339Nano, which drops trailing zeros, so within one second
+// their order is wrong ("…05Z" sorts after "…05.5Z"); a second apart it is
+// right. The server filter only has to keep every match (it saves reading
+// the rest); match then decides exactly.
 const timeSlack = time.Second
 
 // expr builds expression placeholders, declaring only the names and values

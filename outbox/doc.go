@@ -12,7 +12,7 @@
 //	event_type      S  e.g. "BookingReserved"
 //	aggregate_type  S  e.g. "Booking"
 //	aggregate_id    S  e.g. the booking id
-//	occurred_at     S  RFC 3339 UTC with nanoseconds
+//	occurred_at     S  RFC 3339 UTC, nine fraction digits (TimeLayout)
 //	payload         S  the event's JSON object, stored verbatim
 //	status          S  PENDING | DELIVERED | FAILED
 //	delivered_at    S  RFC 3339 UTC, set by the relay with status DELIVERED

@@ -86,6 +86,15 @@ type Event struct {
 	Payload json.RawMessage
 }
 
+// TimeLayout is how occurred_at is stored and sent: RFC 3339 in UTC with
+// all nine fraction digits. time.RFC3339Nano drops trailing zeros, and
+// then string order, which the pending index and the sweeper's cutoff go
+// by, is not time order within a second ("…18Z" sorts after "…18.5Z").
+const TimeLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
+// FormatTime formats t in UTC with TimeLayout.
+func FormatTime(t time.Time) string { return t.UTC().Format(TimeLayout) }
+
 // NewEvent builds an event with a fresh UUIDv7 id, occurring now. payload is
 // a json.RawMessage or []byte holding a JSON object, or any value that
 // encoding/json marshals to an object (a struct or a map).

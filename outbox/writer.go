@@ -148,7 +148,7 @@ type item struct {
 	EventType     string    `dynamodbav:"event_type"`
 	AggregateType string    `dynamodbav:"aggregate_type"`
 	AggregateID   string    `dynamodbav:"aggregate_id"`
-	OccurredAt    time.Time `dynamodbav:"occurred_at"`
+	OccurredAt    time.Time `dynamodbav:"occurred_at"` // stored with TimeLayout
 	Payload       string    `dynamodbav:"payload"`
 	Status        Status    `dynamodbav:"status"`
 	PendingBucket string    `dynamodbav:"pending_bucket,omitempty"`
@@ -172,6 +172,8 @@ func Item(e Event) (map[string]types.AttributeValue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox: encode event %s: %w", e.ID, err)
 	}
+	// attributevalue writes time.RFC3339Nano, which is not sortable.
+	av[AttrOccurredAt] = &types.AttributeValueMemberS{Value: FormatTime(e.OccurredAt)}
 	return av, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -293,5 +294,32 @@ func TestItemSize(t *testing.T) {
 		if got := numberSize(tt.n); got != tt.want {
 			t.Errorf("numberSize(%s) = %d, want %d", tt.n, got, tt.want)
 		}
+	}
+}
+
+// occurred_at is stored at a fixed width, so that its string order, which
+// the pending index and the sweeper's cutoff go by, is time order.
+func TestItemOccurredAtSortsAsTime(t *testing.T) {
+	base := time.Date(2026, 11, 25, 19, 43, 18, 0, time.UTC)
+	var stored []string
+	for _, at := range []time.Time{base, base.Add(500 * time.Millisecond), base.Add(123456789)} {
+		e := mustEvent(t, map[string]string{})
+		e.OccurredAt = at.In(time.FixedZone("CET", 3600))
+		item, err := Item(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := item[AttrOccurredAt].(*types.AttributeValueMemberS).Value
+		back, _, err := DecodeItem(item)
+		if err != nil || !back.OccurredAt.Equal(at) {
+			t.Fatalf("%s decodes to %v, %v; want %v", s, back.OccurredAt, err, at)
+		}
+		stored = append(stored, s)
+	}
+	if want := []string{"2026-11-25T19:43:18.000000000Z", "2026-11-25T19:43:18.500000000Z", "2026-11-25T19:43:18.123456789Z"}; !slices.Equal(stored, want) {
+		t.Fatalf("stored %q, want %q", stored, want)
+	}
+	if !(stored[0] < stored[2] && stored[2] < stored[1]) {
+		t.Fatalf("string order of %q is not time order", stored)
 	}
 }

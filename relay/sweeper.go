@@ -87,7 +87,7 @@ func (r *Relay) sweep(ctx context.Context, arn string, out chan<- record) (int, 
 		}
 		lag = max(lag, peersLag(leases, r.cfg.Owner, now, s.arn != arn))
 	}
-	cutoff := sweepCutoff(now, r.cfg.SweepAfter, lag).UTC().Format(time.RFC3339Nano)
+	cutoff := outbox.FormatTime(sweepCutoff(now, r.cfg.SweepAfter, lag))
 	claimed := 0
 	for _, bucket := range outbox.AllPendingBuckets() {
 		p := dynamodb.NewQueryPaginator(r.db, &dynamodb.QueryInput{
