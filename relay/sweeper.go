@@ -227,7 +227,9 @@ func (r *Relay) renewClaims(ctx context.Context) (renewed int, err error) {
 		})
 		var ccf *types.ConditionalCheckFailedException
 		switch {
-		case errors.As(err, &ccf):
+		case errors.As(err, &ccf), apiErrorCode(err) == "ValidationException":
+			// Settled, claimed by another relay, or an item with no room
+			// for the claim: nothing to keep.
 			err = nil
 		case err != nil:
 			err = fmt.Errorf("renew claim %s: %w", k, err)
