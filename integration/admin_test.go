@@ -124,7 +124,7 @@ func (e *env) adminInPendingIndex(ev outbox.Event) bool {
 		},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":b": &types.AttributeValueMemberS{Value: outbox.PendingBucket(ev.ID)},
-			":o": &types.AttributeValueMemberS{Value: ev.OccurredAt.UTC().Format(time.RFC3339Nano)},
+			":o": &types.AttributeValueMemberS{Value: outbox.FormatTime(ev.OccurredAt)},
 		},
 	})
 	if err != nil {

@@ -115,6 +115,23 @@ func unavailableDuring(p *phase) endpoint.Options {
 	}}
 }
 
+// sweeperOutage is an env whose endpoint is down until the test ends
+// outage, and a relay config that sweeps events a second old every 200 ms,
+// retries at most every 200 ms and renews its leases every second: the
+// setting in which the sweeper would take what the stream path holds.
+func sweeperOutage(t *testing.T) (e *env, outage *phase, cfg relay.Config) {
+	t.Helper()
+	outage = &phase{}
+	outage.startFor(time.Hour)
+	e = newEnv(t, unavailableDuring(outage))
+	cfg = e.relayConfig()
+	cfg.SweepAfter = time.Second
+	cfg.SweepInterval = 200 * time.Millisecond
+	cfg.RetryMax = 200 * time.Millisecond
+	cfg.LeaseDuration = 3 * time.Second
+	return e, outage, cfg
+}
+
 // The relay is killed with SIGKILL three times during a 5,000-event load:
 // all 5,000 arrive, with at most 3 x batches-in-flight x batch-size
 // duplicates: a kill re-sends at most the batches that were in flight.
@@ -339,14 +356,7 @@ func TestStreamReEnabledDuringAnOutageWithTwoRelays(t *testing.T) {
 	for _, shutdown := range []time.Duration{30 * time.Second, 2 * time.Second} {
 		t.Run("shutdown-timeout "+shutdown.String(), func(t *testing.T) {
 			t.Parallel()
-			var outage phase
-			outage.startFor(time.Hour)
-			e := newEnv(t, unavailableDuring(&outage))
-			cfg := e.relayConfig()
-			cfg.SweepAfter = time.Second
-			cfg.SweepInterval = 200 * time.Millisecond
-			cfg.RetryMax = 200 * time.Millisecond
-			cfg.LeaseDuration = 3 * time.Second
+			e, outage, cfg := sweeperOutage(t)
 			cfg.ShutdownTimeout = shutdown
 			var relays []*relay.Relay
 			for _, owner := range []string{"a", "b"} {
@@ -379,21 +389,17 @@ func TestStreamReEnabledDuringAnOutageWithTwoRelays(t *testing.T) {
 // and send them again once they lapsed.
 func TestSweptEventsStayClaimedThroughAnOutage(t *testing.T) {
 	t.Parallel()
-	var outage phase
-	outage.startFor(time.Hour)
-	e := newEnv(t, unavailableDuring(&outage))
+	e, outage, cfg := sweeperOutage(t)
 	ids := e.commitEvents(20, 2)
-	cfg := e.relayConfig()
 	cfg.StartPosition = relay.StartLatest // only the sweeper can deliver them
-	cfg.SweepAfter = time.Second
-	cfg.SweepInterval = 200 * time.Millisecond
-	cfg.ClaimDuration = time.Second
-	cfg.RetryMax = 200 * time.Millisecond
+	// Renewed every 1.33 s: a round of renewals may take a while on a
+	// DynamoDB Local shared with the other tests, not 4 s.
+	cfg.ClaimDuration = 4 * time.Second
 	r, _ := e.startRelay(cfg)
 	waitFor(t, 30*time.Second, func() (bool, string) {
 		return r.Stats().Swept == int64(len(ids)) && e.sink.Stats().Rejected >= 3, "the swept events are not being retried"
 	})
-	time.Sleep(3 * cfg.ClaimDuration)
+	time.Sleep(2 * cfg.ClaimDuration) // unrenewed, every claim would have lapsed
 	now := time.Now().UnixMilli()
 	for _, id := range ids {
 		item := getItem(t, e.tables.Outbox, outbox.AttrEventID, id)
@@ -583,14 +589,7 @@ func TestSweeperLeavesEventsInThePipelineAlone(t *testing.T) {
 	for _, owners := range [][]string{{"a"}, {"a", "b"}} {
 		t.Run(fmt.Sprintf("%d relays", len(owners)), func(t *testing.T) {
 			t.Parallel()
-			var outage phase
-			outage.startFor(time.Hour)
-			e := newEnv(t, unavailableDuring(&outage))
-			cfg := e.relayConfig()
-			cfg.SweepAfter = time.Second
-			cfg.SweepInterval = 200 * time.Millisecond
-			cfg.RetryMax = 200 * time.Millisecond
-			cfg.LeaseDuration = 3 * time.Second // renewed every second
+			e, outage, cfg := sweeperOutage(t)
 			var relays []*relay.Relay
 			for _, owner := range owners {
 				cfg.Owner = owner

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"time"
 
@@ -210,21 +211,7 @@ func (r *Relay) renewClaims(ctx context.Context) (renewed int, err error) {
 		if _, ok := v.(swept); !ok {
 			return true
 		}
-		until := time.Now().Add(r.cfg.ClaimDuration)
-		_, err = r.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-			TableName:           aws.String(r.cfg.Tables.Outbox),
-			Key:                 map[string]types.AttributeValue{outbox.AttrEventID: &types.AttributeValueMemberS{Value: k.(string)}},
-			UpdateExpression:    aws.String("SET #exp = :until"),
-			ConditionExpression: aws.String("#status = :pending AND #by = :me"),
-			ExpressionAttributeNames: map[string]string{
-				"#by": outbox.AttrClaimedBy, "#exp": outbox.AttrClaimExpiresAt, "#status": outbox.AttrStatus,
-			},
-			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":me":      &types.AttributeValueMemberS{Value: r.cfg.Owner},
-				":until":   &types.AttributeValueMemberN{Value: strconv.FormatInt(until.UnixMilli(), 10)},
-				":pending": &types.AttributeValueMemberS{Value: string(outbox.StatusPending)},
-			},
-		})
+		_, err = r.writeClaim(ctx, k.(string), "#status = :pending AND #by = :me", nil, types.ReturnValueNone)
 		var ccf *types.ConditionalCheckFailedException
 		switch {
 		case errors.As(err, &ccf), apiErrorCode(err) == "ValidationException":
@@ -245,23 +232,9 @@ func (r *Relay) renewClaims(ctx context.Context) (renewed int, err error) {
 // claim takes a PENDING event for ClaimDuration and returns it, or nil when
 // it is no longer PENDING or another relay's claim is still alive.
 func (r *Relay) claim(ctx context.Context, id string) (map[string]types.AttributeValue, error) {
-	now := time.Now()
-	out, err := r.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:           aws.String(r.cfg.Tables.Outbox),
-		Key:                 map[string]types.AttributeValue{outbox.AttrEventID: &types.AttributeValueMemberS{Value: id}},
-		UpdateExpression:    aws.String("SET #by = :me, #exp = :until"),
-		ConditionExpression: aws.String("#status = :pending AND (attribute_not_exists(#exp) OR #exp < :now)"),
-		ExpressionAttributeNames: map[string]string{
-			"#by": outbox.AttrClaimedBy, "#exp": outbox.AttrClaimExpiresAt, "#status": outbox.AttrStatus,
-		},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":me":      &types.AttributeValueMemberS{Value: r.cfg.Owner},
-			":until":   &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Add(r.cfg.ClaimDuration).UnixMilli(), 10)},
-			":now":     &types.AttributeValueMemberN{Value: strconv.FormatInt(now.UnixMilli(), 10)},
-			":pending": &types.AttributeValueMemberS{Value: string(outbox.StatusPending)},
-		},
-		ReturnValues: types.ReturnValueAllNew,
-	})
+	out, err := r.writeClaim(ctx, id, "#status = :pending AND (attribute_not_exists(#exp) OR #exp < :now)",
+		map[string]types.AttributeValue{":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(time.Now().UnixMilli(), 10)}},
+		types.ReturnValueAllNew)
 	var ccf *types.ConditionalCheckFailedException
 	switch {
 	case errors.As(err, &ccf):
@@ -275,4 +248,27 @@ func (r *Relay) claim(ctx context.Context, id string) (map[string]types.Attribut
 		return nil, fmt.Errorf("claim %s: %w", id, err)
 	}
 	return out.Attributes, nil
+}
+
+// writeClaim claims id for this relay until ClaimDuration from now if cond
+// holds; cond may use #status, #by, #exp, :pending and :me, and the values
+// in extra.
+func (r *Relay) writeClaim(ctx context.Context, id, cond string, extra map[string]types.AttributeValue, ret types.ReturnValue) (*dynamodb.UpdateItemOutput, error) {
+	values := map[string]types.AttributeValue{
+		":me":      &types.AttributeValueMemberS{Value: r.cfg.Owner},
+		":until":   &types.AttributeValueMemberN{Value: strconv.FormatInt(time.Now().Add(r.cfg.ClaimDuration).UnixMilli(), 10)},
+		":pending": &types.AttributeValueMemberS{Value: string(outbox.StatusPending)},
+	}
+	maps.Copy(values, extra)
+	return r.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:           aws.String(r.cfg.Tables.Outbox),
+		Key:                 map[string]types.AttributeValue{outbox.AttrEventID: &types.AttributeValueMemberS{Value: id}},
+		UpdateExpression:    aws.String("SET #by = :me, #exp = :until"),
+		ConditionExpression: aws.String(cond),
+		ExpressionAttributeNames: map[string]string{
+			"#by": outbox.AttrClaimedBy, "#exp": outbox.AttrClaimExpiresAt, "#status": outbox.AttrStatus,
+		},
+		ExpressionAttributeValues: values,
+		ReturnValues:              ret,
+	})
 }
