@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/ddboutbox/ddboutbox/outbox"
 )
@@ -204,29 +206,39 @@ func (r *Relay) claimLoop(ctx context.Context) {
 }
 
 // renewClaims extends this relay's claim on every swept event still in the
-// pipeline by ClaimDuration. An event already settled (no longer PENDING)
-// or claimed by another relay (this claim had lapsed) is left alone.
+// pipeline by ClaimDuration, MarkConcurrency at a time (a pipeline can hold
+// thousands, and each round must end well within ClaimDuration). An event
+// already settled (no longer PENDING) or claimed by another relay (this
+// claim had lapsed) is left alone.
 func (r *Relay) renewClaims(ctx context.Context) (renewed int, err error) {
+	var ids []string
 	r.inPipeline.Range(func(k, v any) bool {
-		if _, ok := v.(swept); !ok {
-			return true
-		}
-		_, err = r.writeClaim(ctx, k.(string), "#status = :pending AND #by = :me", nil, types.ReturnValueNone)
-		var ccf *types.ConditionalCheckFailedException
-		switch {
-		case errors.As(err, &ccf), apiErrorCode(err) == "ValidationException":
-			// Settled, claimed by another relay, or an item with no room
-			// for the claim: nothing to keep.
-			err = nil
-		case err != nil:
-			err = fmt.Errorf("renew claim %s: %w", k, err)
-			return false
-		default:
-			renewed++
+		if _, ok := v.(swept); ok {
+			ids = append(ids, k.(string))
 		}
 		return true
 	})
-	return renewed, err
+	var n atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.cfg.MarkConcurrency)
+	for _, id := range ids {
+		g.Go(func() error {
+			_, err := r.writeClaim(gctx, id, "#status = :pending AND #by = :me", nil, types.ReturnValueNone)
+			var ccf *types.ConditionalCheckFailedException
+			switch {
+			case errors.As(err, &ccf), apiErrorCode(err) == "ValidationException":
+				// Settled, claimed by another relay, or an item with no
+				// room for the claim: nothing to keep.
+			case err != nil:
+				return fmt.Errorf("renew claim %s: %w", id, err)
+			default:
+				n.Add(1)
+			}
+			return nil
+		})
+	}
+	err = g.Wait()
+	return int(n.Load()), err
 }
 
 // claim takes a PENDING event for ClaimDuration and returns it, or nil when
