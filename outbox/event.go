@@ -86,8 +86,9 @@ type Event struct {
 	Payload json.RawMessage
 }
 
-// TimeLayout is how occurred_at is stored and sent: RFC 3339 in UTC with
-// all nine fraction digits. time.RFC3339Nano drops trailing zeros, and
+// TimeLayout is how occurred_at is stored in the outbox table (rows sent to
+// the endpoint keep time.RFC3339Nano): RFC 3339 in UTC with all nine
+// fraction digits. time.RFC3339Nano drops trailing zeros, and
 // then string order, which the pending index and the sweeper's cutoff go
 // by, is not time order within a second ("…18Z" sorts after "…18.5Z").
 const TimeLayout = "2006-01-02T15:04:05.000000000Z07:00"

@@ -355,7 +355,7 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 		res.EndToEnd, res.Lost = &e2e, lost
 		st := sk.srv.Stats()
 		res.Duplicates = st.Duplicates - before.Duplicates
-		res.EndpointRequests = st.Requests + st.Rejected - before.Requests - before.Rejected
+		res.EndpointRequests = posts(st) - posts(before)
 		if len(lo.commits) > 0 {
 			res.EndpointRequestsPer1k = float64(res.EndpointRequests) * 1000 / float64(len(lo.commits))
 		}

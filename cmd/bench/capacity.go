@@ -435,7 +435,7 @@ func (e *env) drain(ctx context.Context) (*Drain, error) {
 		}
 	}
 	ss := sk.srv.Stats()
-	d.Requests, d.Duplicates = ss.Requests+ss.Rejected, ss.Duplicates
+	d.Requests, d.Duplicates = posts(ss), ss.Duplicates
 	fmt.Fprintf(e.cfg.Log, "bench: drain: %d events in %.1fs = %.0f events/s, relay peak RSS %.1f MiB, CPU %.1fs, lost %d\n",
 		d.Events, d.DrainS, d.EventsPerS, d.Relay.PeakRSSMiB, d.Relay.CPUSeconds, d.Lost)
 	return d, nil

@@ -147,12 +147,12 @@ func (s *sink) arrivals() map[string]time.Time {
 	return all
 }
 
-// posts is how many POSTs the endpoint answered, accepted or not: what the
-// benchmark calls endpoint requests everywhere.
-func (s *sink) posts() int {
-	st := s.srv.Stats()
-	return st.Requests + st.Rejected
-}
+// posts is how many POSTs the endpoint answered so far, accepted or not.
+func (s *sink) posts() int { return posts(s.srv.Stats()) }
+
+// posts is how many POSTs st counts, accepted or not: what the benchmark
+// calls endpoint requests everywhere.
+func posts(st endpoint.Stats) int { return st.Requests + st.Rejected }
 
 // received is how many distinct event ids have arrived.
 func (s *sink) received() int {
