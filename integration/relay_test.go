@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -177,6 +178,55 @@ func TestModifyAndRemoveProduceNoRows(t *testing.T) {
 	}
 	if s := r.Stats(); s.Skipped < 4 {
 		t.Fatalf("relay skipped %d records; want >= 4 (mark, update, delete, insert of a DELIVERED item)", s.Skipped)
+	}
+}
+
+// Marks go to DynamoDB Local as transactions of -mark-batch-size: the
+// events another writer settled first come back among the cancellation
+// reasons and count as duplicates, an item with no room for the mark is
+// left PENDING without holding the rest up, and every other event ends
+// DELIVERED.
+func TestMarksInTransactions(t *testing.T) {
+	e := newEnv(t, endpoint.Options{})
+	ids := e.commitEvents(60, 4)
+	for _, id := range ids[:10] {
+		e.adminDeliver(id, time.Now())
+	}
+	e.adminFail(ids[10], "failed by an operator")
+
+	// An item written without outbox.EventHeadroom (not by outbox.Writer):
+	// DynamoDB cannot add delivered_at and expires_at to it.
+	huge, err := outbox.NewEvent("TestEvent", "Test", "huge", map[string]any{"n": -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	item, err := outbox.Item(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	item["pad"] = &types.AttributeValueMemberS{}
+	item["pad"] = &types.AttributeValueMemberS{Value: strings.Repeat("x", outbox.MaxItemBytes-outbox.ItemSize(item)-16)}
+	if _, err := clients.DB.PutItem(t.Context(), &dynamodb.PutItemInput{TableName: aws.String(e.tables.Outbox), Item: item}); err != nil {
+		t.Fatalf("put: %v", err)
+	}
+
+	cfg := e.relayConfig()
+	cfg.MarkBatchSize, cfg.BatchSize = 25, 100
+	r, _ := e.startRelay(cfg)
+	e.waitDelivered(append(slices.Clone(ids), huge.ID), 60*time.Second)
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		st := r.Stats()
+		return st.Delivered+st.Duplicates >= 61, fmt.Sprintf("relay %+v, want 61 events settled", st)
+	})
+	// The relay counts what the endpoint took: the unmarkable event too.
+	if st := r.Stats(); st.Delivered != 50 || st.Duplicates != 11 {
+		t.Errorf("relay delivered %d, duplicates %d; want 50 and 11 (10 DELIVERED and 1 FAILED before it ran)", st.Delivered, st.Duplicates)
+	}
+	if s := e.summary(); s.Delivered != 59 || s.Failed != 1 || s.Pending != 1 {
+		t.Errorf("outbox %+v; want 59 DELIVERED, 1 FAILED, 1 PENDING (the item with no room for the mark)", s)
+	}
+	if st, _ := e.status(huge.ID); st != outbox.StatusPending {
+		t.Errorf("the unmarkable event is %s, want PENDING", st)
 	}
 }
 

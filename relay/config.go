@@ -31,6 +31,10 @@ const (
 	DefaultBatchWindow = time.Second
 	// DefaultBatchesInFlight is Config.BatchesInFlight's default.
 	DefaultBatchesInFlight = 4
+	// DefaultMarkBatchSize is Config.MarkBatchSize's default.
+	DefaultMarkBatchSize = 1
+	// MaxMarkBatchSize is DynamoDB's limit of actions per transaction.
+	MaxMarkBatchSize = 100
 )
 
 // Config is the relay's configuration. The zero value of every field but
@@ -108,6 +112,15 @@ type Config struct {
 	ShardSyncInterval time.Duration
 	// MarkConcurrency is how many marking writes run at once. Default 16.
 	MarkConcurrency int
+	// MarkBatchSize is how many delivered events one marking write moves
+	// to DELIVERED: 1 (default) is one conditional UpdateItem per event;
+	// above 1, a TransactWriteItems of up to that many conditional updates
+	// (at most 100). DynamoDB bills each item of a transaction at twice the
+	// write units, so it pays only where requests, not write units, are the
+	// limit: on DynamoDB Local's one writer, a relay marking in
+	// transactions keeps up with bookings at any concurrency, but the
+	// bookings' tail latency grows (see the README's benchmark).
+	MarkBatchSize int
 	// StartPosition is where a shard without a checkpoint is read from:
 	// StartTrimHorizon (default: everything the stream still holds) or
 	// StartLatest (only new records; the sweeper picks up the rest).
@@ -211,6 +224,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.BatchesInFlight == 0 {
 		c.BatchesInFlight = DefaultBatchesInFlight
+	}
+	if c.MarkBatchSize == 0 {
+		c.MarkBatchSize = DefaultMarkBatchSize
 	}
 	if c.Owner == "" {
 		c.Owner, _ = os.Hostname()
@@ -323,6 +339,9 @@ func (c Config) Validate() error {
 	}
 	if c.MarkConcurrency < 1 {
 		return bad("mark concurrency %d must be at least 1", c.MarkConcurrency)
+	}
+	if c.MarkBatchSize < 1 || c.MarkBatchSize > MaxMarkBatchSize {
+		return bad("mark batch size %d must be between 1 and %d", c.MarkBatchSize, MaxMarkBatchSize)
 	}
 	if c.BatchesInFlight < 1 || c.BatchesInFlight > 64 {
 		return bad("batches in flight %d must be between 1 and 64", c.BatchesInFlight)

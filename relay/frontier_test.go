@@ -165,6 +165,10 @@ func (*cutoffDB) UpdateItem(context.Context, *dynamodb.UpdateItemInput, ...func(
 	return nil, errors.New("not faked")
 }
 
+func (*cutoffDB) TransactWriteItems(context.Context, *dynamodb.TransactWriteItemsInput, ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	return nil, errors.New("not faked")
+}
+
 func (db *cutoffDB) Query(_ context.Context, in *dynamodb.QueryInput, _ ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -21,6 +23,18 @@ type UpdateItemAPI interface {
 	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
 }
 
+// TransactWriteItemsAPI is what marking events DELIVERED in transactions
+// (Config.MarkBatchSize above 1) adds to UpdateItemAPI.
+type TransactWriteItemsAPI interface {
+	TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
+}
+
+// markAPI is every write marking makes.
+type markAPI interface {
+	UpdateItemAPI
+	TransactWriteItemsAPI
+}
+
 // maxLastError bounds last_error: it is for a human, and an endpoint's
 // error body can be large.
 const maxLastError = 1000
@@ -29,11 +43,14 @@ const maxLastError = 1000
 // status = PENDING, so an event is never moved twice and a FAILED event is
 // never overwritten by a late delivery of a duplicate.
 type marker struct {
-	db          UpdateItemAPI
+	db          markAPI
 	table       string
 	ttl         time.Duration
 	concurrency int
-	now         func() time.Time
+	// batch is how many events one write marks DELIVERED: 1 is an
+	// UpdateItem each, more a TransactWriteItems of up to that many.
+	batch int
+	now   func() time.Time
 	// policy retries each write until it lands (or ctx ends), so one slow
 	// write does not resend a whole batch and dups stay exact.
 	policy backoff
@@ -48,33 +65,114 @@ type marker struct {
 // outbox.EventHeadroom, or not by outbox.Writer).
 var errUnmarkable = errors.New("item cannot be marked")
 
+// mark is one conditional update, applied to PENDING items only.
+type mark struct {
+	expr   string
+	names  map[string]string
+	values map[string]types.AttributeValue
+}
+
 // delivered marks ids DELIVERED, with several writes in flight. It returns
 // how many were already out of PENDING (delivered before: a duplicate).
 func (m *marker) delivered(ctx context.Context, ids []string) (dups int, err error) {
 	now := m.now().UTC()
-	values := map[string]types.AttributeValue{
-		":pending":   &types.AttributeValueMemberS{Value: string(outbox.StatusPending)},
-		":delivered": &types.AttributeValueMemberS{Value: string(outbox.StatusDelivered)},
-		":at":        &types.AttributeValueMemberS{Value: now.Format(time.RFC3339Nano)},
-		":exp":       &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Add(m.ttl).Unix(), 10)},
-	}
+	mk := m.mark("SET #status = :delivered, #dat = :at, #exp = :exp "+leavePending,
+		map[string]string{"#dat": outbox.AttrDeliveredAt, "#exp": outbox.AttrExpiresAt},
+		map[string]types.AttributeValue{
+			":delivered": &types.AttributeValueMemberS{Value: string(outbox.StatusDelivered)},
+			":at":        &types.AttributeValueMemberS{Value: now.Format(time.RFC3339Nano)},
+			":exp":       &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Add(m.ttl).Unix(), 10)},
+		})
+	// A transaction may not name an item twice; the second mark of an id
+	// would find it DELIVERED, so it counts as a duplicate.
+	unique := slices.Clone(ids)
+	slices.Sort(unique)
+	unique = slices.Compact(unique)
 	var n atomic.Int64
+	n.Add(int64(len(ids) - len(unique)))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(m.concurrency)
-	for _, id := range ids {
+	for chunk := range slices.Chunk(unique, max(m.batch, 1)) {
 		g.Go(func() error {
-			return m.policy.retry(gctx, func(ctx context.Context) error {
-				dup, err := m.update(ctx, id, "SET #status = :delivered, #dat = :at, #exp = :exp "+leavePending,
-					map[string]string{"#dat": outbox.AttrDeliveredAt, "#exp": outbox.AttrExpiresAt}, values)
-				if dup {
-					n.Add(1)
-				}
-				return m.permanent(id, err)
-			}, m.onErr)
+			d, err := m.markAll(gctx, chunk, mk)
+			n.Add(int64(d))
+			return err
 		})
 	}
 	err = g.Wait()
 	return int(n.Load()), err
+}
+
+// markAll applies mk to ids in one transaction, retried until it lands.
+// The ids the transaction was cancelled for are taken out before it is
+// tried again: those not PENDING (duplicates, counted) and those refused as
+// invalid (marked alone, which tells an unmarkable item from the rest). A
+// request refused as a whole (its items add up to more than DynamoDB's
+// 4 MB per transaction), or cancelled without a reason per item, is split
+// in halves, down to single UpdateItems if need be.
+func (m *marker) markAll(ctx context.Context, ids []string, mk mark) (dups int, err error) {
+	var alone []string
+	split := false
+	err = m.policy.retry(ctx, func(ctx context.Context) error {
+		for len(ids) > 1 && !split {
+			items := make([]types.TransactWriteItem, len(ids))
+			for i, id := range ids {
+				items[i] = types.TransactWriteItem{Update: m.update(id, mk)}
+			}
+			_, err := m.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
+			var canceled *types.TransactionCanceledException
+			switch {
+			case err == nil:
+				ids = nil
+			case errors.As(err, &canceled) && len(canceled.CancellationReasons) == len(ids):
+				var again []string
+				for i, r := range canceled.CancellationReasons {
+					switch aws.ToString(r.Code) {
+					case "ConditionalCheckFailed":
+						dups++
+					case "ValidationError":
+						alone = append(alone, ids[i])
+					default: // None (cancelled for another item), TransactionConflict, ThrottlingError
+						again = append(again, ids[i])
+					}
+				}
+				if len(again) == len(ids) {
+					return fmt.Errorf("mark %d events: %w", len(ids), err)
+				}
+				ids = again
+			case errors.As(err, &canceled) || apiErrorCode(err) == "ValidationException":
+				split = true
+			default:
+				return fmt.Errorf("mark %d events: %w", len(ids), err)
+			}
+		}
+		return nil
+	}, m.onErr)
+	if err != nil {
+		return dups, err
+	}
+	if split {
+		half := len(ids) / 2
+		for _, part := range [][]string{ids[:half], ids[half:]} {
+			d, err := m.markAll(ctx, part, mk)
+			dups += d
+			if err != nil {
+				return dups, err
+			}
+		}
+	} else {
+		alone = append(alone, ids...) // at most one is left
+	}
+	for _, id := range alone {
+		dup, err := m.markOne(ctx, id, mk)
+		if dup {
+			dups++
+		}
+		if err != nil {
+			return dups, err
+		}
+	}
+	return dups, nil
 }
 
 // failed marks one event FAILED with the reason and the number of delivery
@@ -84,62 +182,77 @@ func (m *marker) failed(ctx context.Context, id string, cause error, attempts in
 	if len(reason) > maxLastError {
 		reason = reason[:maxLastError]
 	}
-	values := map[string]types.AttributeValue{
-		":pending": &types.AttributeValueMemberS{Value: string(outbox.StatusPending)},
-		":failed":  &types.AttributeValueMemberS{Value: string(outbox.StatusFailed)},
-		":err":     &types.AttributeValueMemberS{Value: reason},
-		":at":      &types.AttributeValueMemberS{Value: m.now().UTC().Format(time.RFC3339Nano)},
-		":n":       &types.AttributeValueMemberN{Value: strconv.Itoa(attempts)},
-	}
-	return m.policy.retry(ctx, func(ctx context.Context) error {
-		_, err := m.update(ctx, id, "SET #status = :failed, #err = :err, #fat = :at, #attempts = :n "+leavePending,
-			map[string]string{"#err": outbox.AttrLastError, "#fat": outbox.AttrFailedAt, "#attempts": outbox.AttrAttempts}, values)
-		return m.permanent(id, err)
-	}, m.onErr)
+	_, err := m.markOne(ctx, id, m.mark("SET #status = :failed, #err = :err, #fat = :at, #attempts = :n "+leavePending,
+		map[string]string{"#err": outbox.AttrLastError, "#fat": outbox.AttrFailedAt, "#attempts": outbox.AttrAttempts},
+		map[string]types.AttributeValue{
+			":failed": &types.AttributeValueMemberS{Value: string(outbox.StatusFailed)},
+			":err":    &types.AttributeValueMemberS{Value: reason},
+			":at":     &types.AttributeValueMemberS{Value: m.now().UTC().Format(time.RFC3339Nano)},
+			":n":      &types.AttributeValueMemberN{Value: strconv.Itoa(attempts)},
+		}))
+	return err
 }
 
 // leavePending drops what only a PENDING event carries: its entry in the
 // sparse pending index and the sweeper's claim.
 const leavePending = "REMOVE #bucket, #claimer, #claimexp"
 
-// update applies expr to a PENDING item; dup reports that it was not
-// PENDING (or no longer exists).
-func (m *marker) update(ctx context.Context, id, expr string, names map[string]string, values map[string]types.AttributeValue) (dup bool, err error) {
-	allNames := map[string]string{
-		"#status": outbox.AttrStatus, "#bucket": outbox.AttrPendingBucket,
-		"#claimer": outbox.AttrClaimedBy, "#claimexp": outbox.AttrClaimExpiresAt,
+// mark builds a mark from its update expression and what it names besides
+// the status and leavePending's attributes.
+func (m *marker) mark(expr string, names map[string]string, values map[string]types.AttributeValue) mark {
+	mk := mark{
+		expr: expr,
+		names: map[string]string{
+			"#status": outbox.AttrStatus, "#bucket": outbox.AttrPendingBucket,
+			"#claimer": outbox.AttrClaimedBy, "#claimexp": outbox.AttrClaimExpiresAt,
+		},
+		values: map[string]types.AttributeValue{
+			":pending": &types.AttributeValueMemberS{Value: string(outbox.StatusPending)},
+		},
 	}
-	for k, v := range names {
-		allNames[k] = v
-	}
-	_, err = m.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 aws.String(m.table),
-		Key:                       map[string]types.AttributeValue{outbox.AttrEventID: &types.AttributeValueMemberS{Value: id}},
-		UpdateExpression:          aws.String(expr),
-		ConditionExpression:       aws.String("#status = :pending"),
-		ExpressionAttributeNames:  allNames,
-		ExpressionAttributeValues: values,
-	})
-	var ccf *types.ConditionalCheckFailedException
-	switch {
-	case errors.As(err, &ccf):
-		return true, nil
-	case apiErrorCode(err) == "ValidationException":
-		return false, fmt.Errorf("mark %s: %w: %w", id, errUnmarkable, err)
-	case err != nil:
-		return false, fmt.Errorf("mark %s: %w", id, err)
-	}
-	return false, nil
+	maps.Copy(mk.names, names)
+	maps.Copy(mk.values, values)
+	return mk
 }
 
-// permanent reports an unmarkable event and ends its retries; any other
-// error is returned to be retried.
-func (m *marker) permanent(id string, err error) error {
-	if errors.Is(err, errUnmarkable) {
-		if m.onUnmarkable != nil {
-			m.onUnmarkable(id, err)
+// update is mk applied to id if it is PENDING.
+func (m *marker) update(id string, mk mark) *types.Update {
+	return &types.Update{
+		TableName:                 aws.String(m.table),
+		Key:                       map[string]types.AttributeValue{outbox.AttrEventID: &types.AttributeValueMemberS{Value: id}},
+		UpdateExpression:          aws.String(mk.expr),
+		ConditionExpression:       aws.String("#status = :pending"),
+		ExpressionAttributeNames:  mk.names,
+		ExpressionAttributeValues: mk.values,
+	}
+}
+
+// markOne applies mk to id with UpdateItem, retried until it lands; dup
+// reports that id was not PENDING (or no longer exists). An item DynamoDB
+// refuses as invalid is reported as unmarkable and left as it is.
+func (m *marker) markOne(ctx context.Context, id string, mk mark) (dup bool, err error) {
+	u := m.update(id, mk)
+	in := &dynamodb.UpdateItemInput{
+		TableName: u.TableName, Key: u.Key, UpdateExpression: u.UpdateExpression,
+		ConditionExpression: u.ConditionExpression, ExpressionAttributeNames: u.ExpressionAttributeNames,
+		ExpressionAttributeValues: u.ExpressionAttributeValues,
+	}
+	err = m.policy.retry(ctx, func(ctx context.Context) error {
+		_, err := m.db.UpdateItem(ctx, in)
+		var ccf *types.ConditionalCheckFailedException
+		switch {
+		case errors.As(err, &ccf):
+			dup = true
+			return nil
+		case apiErrorCode(err) == "ValidationException":
+			if m.onUnmarkable != nil {
+				m.onUnmarkable(id, fmt.Errorf("mark %s: %w: %w", id, errUnmarkable, err))
+			}
+			return nil
+		case err != nil:
+			return fmt.Errorf("mark %s: %w", id, err)
 		}
 		return nil
-	}
-	return err
+	}, m.onErr)
+	return dup, err
 }

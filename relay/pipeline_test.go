@@ -58,6 +58,11 @@ func (db *stateDB) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInput, _
 	return &dynamodb.UpdateItemOutput{}, nil
 }
 
+// TransactWriteItems accepts outbox marks.
+func (db *stateDB) TransactWriteItems(context.Context, *dynamodb.TransactWriteItemsInput, ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	return &dynamodb.TransactWriteItemsOutput{}, nil
+}
+
 type acceptSink struct{}
 
 func (acceptSink) Send(context.Context, []byte, string) error { return nil }

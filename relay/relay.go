@@ -29,6 +29,7 @@ type DB interface {
 	dynamo.DescribeTableAPI
 	dynamo.LeaseAPI
 	UpdateItemAPI
+	TransactWriteItemsAPI
 }
 
 // StreamsAPI is the part of the DynamoDB Streams client the relay needs.
@@ -160,7 +161,8 @@ func New(cfg Config, db DB, streams StreamsAPI, sink Sink) (*Relay, error) {
 	r.capBytes.Store(int64(cfg.BatchBytes))
 	r.marker = &marker{
 		db: db, table: cfg.Tables.Outbox, ttl: cfg.DeliveredTTL, concurrency: cfg.MarkConcurrency,
-		now: time.Now, policy: r.policy,
+		batch: cfg.MarkBatchSize,
+		now:   time.Now, policy: r.policy,
 		onErr: func(err error) { r.log.Warn("mark failed, retrying", "err", err) },
 		onUnmarkable: func(id string, err error) {
 			r.log.Error("DynamoDB refuses to mark this event, which stays PENDING; the shard goes on (an item near 400 KB has no room for the mark)", "event_id", id, "err", err)

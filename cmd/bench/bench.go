@@ -30,6 +30,8 @@ type Config struct {
 	BatchWindow Duration `json:"relay_batch_window"`
 	// BatchesInFlight is the relay's -batches-in-flight.
 	BatchesInFlight int `json:"relay_batches_in_flight"`
+	// MarkBatchSize is the relay's -mark-batch-size.
+	MarkBatchSize int `json:"relay_mark_batch_size"`
 	// Scenarios are the relay capacity scenarios to run after the modes.
 	Scenarios []string `json:"scenarios"`
 	// Saturation: closed-loop steps of StepDuration at concurrency 1, 2,
@@ -415,6 +417,7 @@ func (e *env) startRelayBatching(ctx context.Context, st *stack, sinkURL string,
 		bin: e.relayBin, ddbEndpoint: st.relayEndpoint(), sinkURL: sinkURL,
 		owner: "bench-" + e.runID, tables: st.tables,
 		batchSize: batchSize, batchWindow: window, inFlight: e.cfg.BatchesInFlight,
+		markBatch: e.cfg.MarkBatchSize,
 	})
 }
 

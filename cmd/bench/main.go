@@ -46,6 +46,7 @@ func main() {
 	fs.IntVar(&cfg.BatchSize, "batch-size", relay.DefaultBatchSize, "the relay's -batch-size (outbox mode)")
 	fs.DurationVar(&batchWindow, "batch-window", relay.DefaultBatchWindow, "the relay's -batch-window (outbox mode)")
 	fs.IntVar(&cfg.BatchesInFlight, "batches-in-flight", relay.DefaultBatchesInFlight, "the relay's -batches-in-flight")
+	fs.IntVar(&cfg.MarkBatchSize, "mark-batch-size", relay.DefaultMarkBatchSize, "the relay's -mark-batch-size")
 	fs.StringVar(&scenarios, "scenarios", strings.Join(AllScenarios, ","), "relay capacity scenarios run after the modes, comma-separated: "+strings.Join(AllScenarios, ", ")+"; empty runs none")
 	fs.DurationVar(&stepDuration, "saturation-step", 10*time.Second, "saturation: how long each concurrency step runs (and the half-saturation run)")
 	fs.IntVar(&cfg.MaxConcurrency, "saturation-max-concurrency", 128, "saturation: the highest concurrency step (steps double from 1)")
@@ -161,6 +162,8 @@ func validate(c Config) error {
 		return fmt.Errorf("-batch-window, -drain-timeout, -mode-timeout, -saturation-step, -saturation-hold and -sweep-duration must be positive")
 	case c.BatchesInFlight < 1 || c.BatchesInFlight > 64:
 		return fmt.Errorf("-batches-in-flight %d must be between 1 and 64", c.BatchesInFlight)
+	case c.MarkBatchSize < 1 || c.MarkBatchSize > relay.MaxMarkBatchSize:
+		return fmt.Errorf("-mark-batch-size %d must be between 1 and %d", c.MarkBatchSize, relay.MaxMarkBatchSize)
 	case c.MaxConcurrency < 1 || c.MaxConcurrency > 1024:
 		return fmt.Errorf("-saturation-max-concurrency %d must be between 1 and 1024", c.MaxConcurrency)
 	case c.WarmUp < 0, c.ModeWarmUp < 0:

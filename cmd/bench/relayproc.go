@@ -50,7 +50,7 @@ type relayProc = proc
 type relaySettings struct {
 	bin, ddbEndpoint, sinkURL, owner string
 	tables                           dynamo.Tables
-	batchSize, inFlight              int
+	batchSize, inFlight, markBatch   int
 	batchWindow                      time.Duration
 }
 
@@ -70,6 +70,7 @@ func startRelay(ctx context.Context, s relaySettings) (*relayProc, error) {
 		"-batch-size", strconv.Itoa(s.batchSize),
 		"-batch-window", s.batchWindow.String(),
 		"-batches-in-flight", strconv.Itoa(s.inFlight),
+		"-mark-batch-size", strconv.Itoa(s.markBatch),
 		"-metrics-addr", addr,
 		"-owner", s.owner,
 		"-start-position", "trim_horizon",

@@ -130,7 +130,7 @@ func methods() map[string]string {
 		"ddb_write_items":    "as ddb_write_requests, but a TransactWriteItems counts its items (2)",
 		"lost":               "committed events not received in a POST the endpoint accepted within -drain-timeout after the last booking (saturation: after the hold)",
 		"duplicates":         "rows the endpoint stored whose event_id it had already stored (endpoint.Stats.Duplicates)",
-		"relay":              "the relay binary runs as a separate process per run against the same DynamoDB (through the counting proxy) and the same endpoint, with -sink-profile generic and the bench's -batch-size, -batch-window and -batches-in-flight; started and ready (/readyz) before the bookings, stopped with SIGTERM after every row arrived and was marked",
+		"relay":              "the relay binary runs as a separate process per run against the same DynamoDB (through the counting proxy) and the same endpoint, with -sink-profile generic and the bench's -batch-size, -batch-window, -batches-in-flight and -mark-batch-size; started and ready (/readyz) before the bookings, stopped with SIGTERM after every row arrived and was marked",
 		"ddb_local_cpu":      "DynamoDB Local's CPU time (utime+stime of its process, read from the host's /proc) from the first booking until every row arrived and, for the relay's modes, was marked, per committed booking; it shows where DynamoDB Local's work goes, since every mode shares its two cores with it",
 		"ratios":             "median of the mode / median of the baseline",
 		"txn-floor":          "raw TransactWriteItems of the booking and the same outbox item outbox.Writer sends, into the run's outbox table (stream, index, TTL); no relay runs",
