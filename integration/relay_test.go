@@ -181,18 +181,23 @@ func TestModifyAndRemoveProduceNoRows(t *testing.T) {
 	}
 }
 
-// Marks go to DynamoDB Local as transactions of -mark-batch-size: the
-// events another writer settled first come back among the cancellation
+// A relay whose marking is behind (small batches, all read at once, and an
+// endpoint that answers at once) marks in transactions on DynamoDB Local:
+// the events another writer settled first come back among the cancellation
 // reasons and count as duplicates, an item with no room for the mark is
 // left PENDING without holding the rest up, and every other event ends
 // DELIVERED.
-func TestMarksInTransactions(t *testing.T) {
+func TestMarksInTransactionsWhileBehind(t *testing.T) {
 	e := newEnv(t, endpoint.Options{})
-	ids := e.commitEvents(60, 4)
-	for _, id := range ids[:10] {
-		e.adminDeliver(id, time.Now())
+	ids := e.commitEvents(200, 4)
+	for i, id := range ids {
+		switch {
+		case i%10 == 3:
+			e.adminDeliver(id, time.Now())
+		case i%100 == 7:
+			e.adminFail(id, "failed by an operator")
+		}
 	}
-	e.adminFail(ids[10], "failed by an operator")
 
 	// An item written without outbox.EventHeadroom (not by outbox.Writer):
 	// DynamoDB cannot add delivered_at and expires_at to it.
@@ -211,23 +216,28 @@ func TestMarksInTransactions(t *testing.T) {
 	}
 
 	cfg := e.relayConfig()
-	cfg.MarkBatchSize, cfg.BatchSize = 25, 100
+	cfg.BatchSize, cfg.MarkBatchSize = 10, 25
 	r, _ := e.startRelay(cfg)
 	e.waitDelivered(append(slices.Clone(ids), huge.ID), 60*time.Second)
 	waitFor(t, 30*time.Second, func() (bool, string) {
 		st := r.Stats()
-		return st.Delivered+st.Duplicates >= 61, fmt.Sprintf("relay %+v, want 61 events settled", st)
+		return st.Delivered+st.Duplicates >= 201, fmt.Sprintf("relay %+v, want 201 events settled", st)
 	})
 	// The relay counts what the endpoint took: the unmarkable event too.
-	if st := r.Stats(); st.Delivered != 50 || st.Duplicates != 11 {
-		t.Errorf("relay delivered %d, duplicates %d; want 50 and 11 (10 DELIVERED and 1 FAILED before it ran)", st.Delivered, st.Duplicates)
+	st := r.Stats()
+	if st.Delivered != 179 || st.Duplicates != 22 {
+		t.Errorf("relay delivered %d, duplicates %d; want 179 and 22 (20 DELIVERED and 2 FAILED before it ran)", st.Delivered, st.Duplicates)
 	}
-	if s := e.summary(); s.Delivered != 59 || s.Failed != 1 || s.Pending != 1 {
-		t.Errorf("outbox %+v; want 59 DELIVERED, 1 FAILED, 1 PENDING (the item with no room for the mark)", s)
+	if st.MarkedInTransactions == 0 {
+		t.Errorf("no event marked in a transaction: %+v", st)
+	}
+	if s := e.summary(); s.Delivered != 198 || s.Failed != 2 || s.Pending != 1 {
+		t.Errorf("outbox %+v; want 198 DELIVERED, 2 FAILED, 1 PENDING (the item with no room for the mark)", s)
 	}
 	if st, _ := e.status(huge.ID); st != outbox.StatusPending {
 		t.Errorf("the unmarkable event is %s, want PENDING", st)
 	}
+	t.Logf("relay %+v", st)
 }
 
 // A transaction whose business write's condition fails writes neither the

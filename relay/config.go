@@ -32,7 +32,7 @@ const (
 	// DefaultBatchesInFlight is Config.BatchesInFlight's default.
 	DefaultBatchesInFlight = 4
 	// DefaultMarkBatchSize is Config.MarkBatchSize's default.
-	DefaultMarkBatchSize = 1
+	DefaultMarkBatchSize = 25
 	// MaxMarkBatchSize is DynamoDB's limit of actions per transaction.
 	MaxMarkBatchSize = 100
 )
@@ -112,14 +112,14 @@ type Config struct {
 	ShardSyncInterval time.Duration
 	// MarkConcurrency is how many marking writes run at once. Default 16.
 	MarkConcurrency int
-	// MarkBatchSize is how many delivered events one marking write moves
-	// to DELIVERED: 1 (default) is one conditional UpdateItem per event;
-	// above 1, a TransactWriteItems of up to that many conditional updates
-	// (at most 100). DynamoDB bills each item of a transaction at twice the
-	// write units, so it pays only where requests, not write units, are the
-	// limit: on DynamoDB Local's one writer, a relay marking in
-	// transactions keeps up with bookings at any concurrency, but the
-	// bookings' tail latency grows (see the README's benchmark).
+	// MarkBatchSize is the most delivered events one marking write moves
+	// to DELIVERED while marking is behind: when a delivered batch waits
+	// for the one before it to be marked, that one is marked in
+	// TransactWriteItems of up to this many conditional updates (at most
+	// 100), fewer and larger writes, to catch up. Otherwise, and always
+	// with 1, each event is one conditional UpdateItem. DynamoDB bills
+	// each item of a transaction at twice the write units, so a relay that
+	// keeps up pays nothing for it. Default DefaultMarkBatchSize.
 	MarkBatchSize int
 	// StartPosition is where a shard without a checkpoint is read from:
 	// StartTrimHorizon (default: everything the stream still holds) or

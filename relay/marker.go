@@ -24,7 +24,7 @@ type UpdateItemAPI interface {
 }
 
 // TransactWriteItemsAPI is what marking events DELIVERED in transactions
-// (Config.MarkBatchSize above 1) adds to UpdateItemAPI.
+// (see Config.MarkBatchSize) adds to UpdateItemAPI.
 type TransactWriteItemsAPI interface {
 	TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
 }
@@ -47,10 +47,7 @@ type marker struct {
 	table       string
 	ttl         time.Duration
 	concurrency int
-	// batch is how many events one write marks DELIVERED: 1 is an
-	// UpdateItem each, more a TransactWriteItems of up to that many.
-	batch int
-	now   func() time.Time
+	now         func() time.Time
 	// policy retries each write until it lands (or ctx ends), so one slow
 	// write does not resend a whole batch and dups stay exact.
 	policy backoff
@@ -72,9 +69,11 @@ type mark struct {
 	values map[string]types.AttributeValue
 }
 
-// delivered marks ids DELIVERED, with several writes in flight. It returns
-// how many were already out of PENDING (delivered before: a duplicate).
-func (m *marker) delivered(ctx context.Context, ids []string) (dups int, err error) {
+// delivered marks ids DELIVERED, with several writes in flight, each an
+// UpdateItem (batch 1) or a TransactWriteItems of up to batch events. It
+// returns how many were already out of PENDING (delivered before: a
+// duplicate).
+func (m *marker) delivered(ctx context.Context, ids []string, batch int) (dups int, err error) {
 	now := m.now().UTC()
 	mk := m.mark("SET #status = :delivered, #dat = :at, #exp = :exp "+leavePending,
 		map[string]string{"#dat": outbox.AttrDeliveredAt, "#exp": outbox.AttrExpiresAt},
@@ -92,7 +91,7 @@ func (m *marker) delivered(ctx context.Context, ids []string) (dups int, err err
 	n.Add(int64(len(ids) - len(unique)))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(m.concurrency)
-	for chunk := range slices.Chunk(unique, max(m.batch, 1)) {
+	for chunk := range slices.Chunk(unique, max(batch, 1)) {
 		g.Go(func() error {
 			d, err := m.markAll(gctx, chunk, mk)
 			n.Add(int64(d))

@@ -132,11 +132,11 @@ func (db *unreachableDB) TransactWriteItems(context.Context, *dynamodb.TransactW
 	return nil, errors.New("connection refused")
 }
 
-func testMarker(db markAPI, batch int) (*marker, *[]string) {
+func testMarker(db markAPI) (*marker, *[]string) {
 	var mu sync.Mutex
 	var unmarkable []string
 	return &marker{
-		db: db, table: "Outbox", concurrency: 4, batch: batch, now: time.Now,
+		db: db, table: "Outbox", concurrency: 4, now: time.Now,
 		policy: backoff{base: time.Millisecond, max: time.Millisecond},
 		onErr:  func(error) {},
 		onUnmarkable: func(id string, _ error) {
@@ -210,10 +210,10 @@ func TestMarkerDelivered(t *testing.T) {
 			if mark == nil {
 				mark = ids("e", 60)
 			}
-			m, unmarkable := testMarker(db, tt.batch)
+			m, unmarkable := testMarker(db)
 			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 			defer cancel()
-			dups, err := m.delivered(ctx, mark)
+			dups, err := m.delivered(ctx, mark, tt.batch)
 			if err != nil {
 				t.Fatalf("delivered: %v", err)
 			}
@@ -235,10 +235,10 @@ func TestMarkerDelivered(t *testing.T) {
 // (DynamoDB unreachable) is retried until ctx ends, and the error says so.
 func TestMarkerDeliveredRetriesUntilCancelled(t *testing.T) {
 	db := &unreachableDB{}
-	m, _ := testMarker(db, 25)
+	m, _ := testMarker(db)
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
-	_, err := m.delivered(ctx, ids("e", 30))
+	_, err := m.delivered(ctx, ids("e", 30), 25)
 	if err == nil || db.calls.Load() < 2 {
 		t.Fatalf("err %v after %d calls; want an error after retries", err, db.calls.Load())
 	}
@@ -251,13 +251,13 @@ func TestMarkerDeliveredRetriesUntilCancelled(t *testing.T) {
 func TestMarkerGivesUpOnAnUnmarkableEvent(t *testing.T) {
 	for _, tt := range []struct {
 		name string
-		mark func(m *marker, ctx context.Context) error
+		mark func(m *marker, ctx context.Context, batch int) error
 	}{
-		{"delivered", func(m *marker, ctx context.Context) error {
-			_, err := m.delivered(ctx, []string{"a", "huge", "b"})
+		{"delivered", func(m *marker, ctx context.Context, batch int) error {
+			_, err := m.delivered(ctx, []string{"a", "huge", "b"}, batch)
 			return err
 		}},
-		{"failed", func(m *marker, ctx context.Context) error {
+		{"failed", func(m *marker, ctx context.Context, _ int) error {
 			return errors.Join(
 				m.failed(ctx, "huge", errors.New("rejected"), 1),
 				m.failed(ctx, "a", errors.New("rejected"), 1),
@@ -268,10 +268,10 @@ func TestMarkerGivesUpOnAnUnmarkableEvent(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/batch %d", tt.name, batch), func(t *testing.T) {
 				db := newOutboxTable("a", "huge", "b")
 				db.invalid["huge"] = true
-				m, unmarkable := testMarker(db, batch)
+				m, unmarkable := testMarker(db)
 				ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 				defer cancel()
-				if err := tt.mark(m, ctx); err != nil {
+				if err := tt.mark(m, ctx, batch); err != nil {
 					t.Fatalf("mark: %v (retried the unmarkable event until the deadline?)", err)
 				}
 				if !slices.Equal(*unmarkable, []string{"huge"}) || db.status["a"] == outbox.StatusPending || db.status["b"] == outbox.StatusPending {

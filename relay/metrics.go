@@ -10,12 +10,12 @@ import (
 // metrics are the relay's Prometheus metrics. They are always counted;
 // they are exported only when Config.Registerer is set.
 type metrics struct {
-	eventsRead, eventsDelivered, eventsFailed, eventsDuplicate prometheus.Counter
-	recordsSkipped, retries, sweeperFound                      prometheus.Counter
-	batchRows, batchBytes, requestSeconds, lagSeconds          prometheus.Histogram
-	requests                                                   *prometheus.CounterVec
-	iteratorAge                                                *prometheus.GaugeVec
-	oldestPending                                              prometheus.Gauge
+	eventsRead, eventsDelivered, eventsFailed, eventsDuplicate  prometheus.Counter
+	recordsSkipped, retries, sweeperFound, markedInTransactions prometheus.Counter
+	batchRows, batchBytes, requestSeconds, lagSeconds           prometheus.Histogram
+	requests                                                    *prometheus.CounterVec
+	iteratorAge                                                 *prometheus.GaugeVec
+	oldestPending                                               prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -34,10 +34,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		recordsSkipped:  counter("records_skipped_total", "Stream records that carry no event to send (MODIFY, REMOVE, non-outbox)."),
 		retries:         counter("retries_total", "POSTs repeated after a failure."),
 		sweeperFound:    counter("sweeper_found_total", "PENDING events the sweeper claimed because the stream path missed them."),
-		batchRows:       histogram("batch_rows", "Rows per POST.", prometheus.ExponentialBuckets(1, 4, 8)),
-		batchBytes:      histogram("batch_bytes", "Bytes per POST body.", prometheus.ExponentialBuckets(256, 4, 9)),
-		requestSeconds:  histogram("endpoint_request_duration_seconds", "Duration of POSTs to the endpoint.", prometheus.DefBuckets),
-		lagSeconds:      histogram("end_to_end_lag_seconds", "Time from an event's occurred_at to its delivery.", prometheus.ExponentialBuckets(0.05, 2, 14)),
+		markedInTransactions: counter("marked_in_transactions_total",
+			"Delivered events marked in a TransactWriteItems (twice the write units of an UpdateItem) because marking was behind (-mark-batch-size)."),
+		batchRows:      histogram("batch_rows", "Rows per POST.", prometheus.ExponentialBuckets(1, 4, 8)),
+		batchBytes:     histogram("batch_bytes", "Bytes per POST body.", prometheus.ExponentialBuckets(256, 4, 9)),
+		requestSeconds: histogram("endpoint_request_duration_seconds", "Duration of POSTs to the endpoint.", prometheus.DefBuckets),
+		lagSeconds:     histogram("end_to_end_lag_seconds", "Time from an event's occurred_at to its delivery.", prometheus.ExponentialBuckets(0.05, 2, 14)),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "endpoint_requests_total", Help: "POSTs to the endpoint by status code (or \"error\" when none came back).",
 		}, []string{"code"}),
@@ -53,7 +55,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.eventsRead, m.eventsDelivered, m.eventsFailed, m.eventsDuplicate, m.recordsSkipped, m.retries,
-		m.sweeperFound, m.batchRows, m.batchBytes, m.requestSeconds, m.lagSeconds, m.requests, m.iteratorAge, m.oldestPending,
+		m.sweeperFound, m.markedInTransactions, m.batchRows, m.batchBytes, m.requestSeconds, m.lagSeconds, m.requests, m.iteratorAge, m.oldestPending,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/ddboutbox/ddboutbox/dynamo"
@@ -18,9 +19,10 @@ func (r *Relay) pipeline(ctx context.Context, arn string, in <-chan record) erro
 	// queue holds the batches in flight in order; its capacity, with the
 	// one being settled, is what bounds them.
 	queue := make(chan *flight, r.cfg.BatchesInFlight-1)
+	var posted atomic.Int32 // batches delivered and not yet settled
 	settled := make(chan error, 1)
 	go func() {
-		settled <- r.settleAll(ctx, arn, queue)
+		settled <- r.settleAll(ctx, arn, queue, &posted)
 		cancel() // a failed settle stops the batcher too
 	}()
 	err := r.batch(ctx, in, func(recs []record) error {
@@ -32,6 +34,7 @@ func (r *Relay) pipeline(ctx context.Context, arn string, in <-chan record) erro
 		}
 		go func() {
 			f.err = r.deliver(ctx, f.recs)
+			posted.Add(1)
 			close(f.done)
 		}()
 		return nil
@@ -51,16 +54,21 @@ type flight struct {
 	err  error
 }
 
-// settleAll settles the batches in the order they were queued.
-func (r *Relay) settleAll(ctx context.Context, arn string, queue <-chan *flight) error {
+// settleAll settles the batches in the order they were queued. When
+// another batch is already delivered and waits for this one, marking is
+// what holds the relay back: this batch is marked in transactions of
+// MarkBatchSize, fewer and larger writes, to catch up.
+func (r *Relay) settleAll(ctx context.Context, arn string, queue <-chan *flight, posted *atomic.Int32) error {
 	for f := range queue {
 		<-f.done
 		if f.err != nil {
 			return f.err
 		}
-		if err := r.settle(ctx, arn, f.recs); err != nil {
+		behind := posted.Load() > 1
+		if err := r.settle(ctx, arn, f.recs, behind); err != nil {
 			return err
 		}
+		posted.Add(-1)
 	}
 	return nil
 }
@@ -124,11 +132,11 @@ func (r *Relay) deliver(ctx context.Context, recs []record) error {
 }
 
 // settle marks a delivered batch's events DELIVERED (and unsendable ones
-// FAILED), then checkpoints each shard at its last record in the batch.
+// FAILED), in transactions when behind, then checkpoints each shard at its last record in the batch.
 // Everything before that record in the shard was in this batch or an
 // earlier, already settled one, so it is done: the checkpoint never passes
 // a PENDING event. It only fails when ctx ends first.
-func (r *Relay) settle(ctx context.Context, arn string, recs []record) error {
+func (r *Relay) settle(ctx context.Context, arn string, recs []record, behind bool) error {
 	var delivered []string
 	for i := range recs {
 		rec := &recs[i]
@@ -147,7 +155,15 @@ func (r *Relay) settle(ctx context.Context, arn string, recs []record) error {
 		}
 	}
 	if len(delivered) > 0 {
-		dups, err := r.marker.delivered(ctx, delivered)
+		batch := 1
+		if behind {
+			batch = r.cfg.MarkBatchSize
+		}
+		if batch > 1 {
+			r.n.markedInTxn.Add(int64(len(delivered)))
+			r.m.markedInTransactions.Add(float64(len(delivered)))
+		}
+		dups, err := r.marker.delivered(ctx, delivered, batch)
 		if err != nil {
 			return err
 		}

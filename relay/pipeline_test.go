@@ -7,12 +7,14 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // stateDB is a DB whose state table refuses every write to the shards in
@@ -23,6 +25,8 @@ type stateDB struct {
 	mu         sync.Mutex
 	refused    map[string]int
 	cps        map[string][]string
+	// outbox marks: one UpdateItem each, or the items of a transaction
+	marked, markedInTxn int
 }
 
 func newStateDB(lost ...string) *stateDB {
@@ -43,11 +47,12 @@ func (*stateDB) Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.O
 
 func (db *stateDB) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
 	shard, ok := in.Key["shard_id"].(*types.AttributeValueMemberS)
-	if !ok {
-		return &dynamodb.UpdateItemOutput{}, nil // an outbox mark
-	}
 	db.mu.Lock()
 	defer db.mu.Unlock()
+	if !ok {
+		db.marked++
+		return &dynamodb.UpdateItemOutput{}, nil // an outbox mark
+	}
 	if db.lostShards[shard.Value] {
 		db.refused[shard.Value]++
 		return nil, &types.ConditionalCheckFailedException{Message: aws.String("owner changed")}
@@ -59,7 +64,10 @@ func (db *stateDB) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInput, _
 }
 
 // TransactWriteItems accepts outbox marks.
-func (db *stateDB) TransactWriteItems(context.Context, *dynamodb.TransactWriteItemsInput, ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+func (db *stateDB) TransactWriteItems(_ context.Context, in *dynamodb.TransactWriteItemsInput, _ ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.markedInTxn += len(in.TransactItems)
 	return &dynamodb.TransactWriteItemsOutput{}, nil
 }
 
@@ -121,6 +129,50 @@ func TestPipelineGivesUpAShardWhoseLeaseWasLost(t *testing.T) {
 	}
 	if b.lost.Load() || b.stopped.Load() {
 		t.Error("shard B was given up although its lease is ours")
+	}
+}
+
+// A batch is marked in transactions only while another delivered batch
+// waits for its marks (marking is what holds the relay back), and never
+// with MarkBatchSize 1; otherwise each event is one UpdateItem.
+func TestSettleMarksInTransactionsWhileBehind(t *testing.T) {
+	for _, tt := range []struct {
+		name          string
+		markBatch     int
+		marked, inTxn int
+	}{
+		{"the first batch while the second waits", 25, 3, 3},
+		{"transactions off", 1, 6, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			db := newStateDB()
+			r, err := New(Config{SinkURL: "http://127.0.0.1:1/rows", MarkBatchSize: tt.markBatch, Logger: quietLogger()}, db, nil, acceptSink{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Two batches of three events, both delivered already.
+			queue := make(chan *flight, 2)
+			for b := range 2 {
+				f := &flight{done: make(chan struct{})}
+				for i := range 3 {
+					f.recs = append(f.recs, record{eventID: fmt.Sprintf("b%d-e%d", b, i), row: []byte(`{}`)})
+				}
+				close(f.done)
+				queue <- f
+			}
+			close(queue)
+			var posted atomic.Int32
+			posted.Store(2)
+			if err := r.settleAll(t.Context(), "arn", queue, &posted); err != nil {
+				t.Fatalf("settle: %v", err)
+			}
+			if db.marked != tt.marked || db.markedInTxn != tt.inTxn || posted.Load() != 0 {
+				t.Errorf("UpdateItems %d, events in transactions %d, batches left %d; want %d, %d, 0", db.marked, db.markedInTxn, posted.Load(), tt.marked, tt.inTxn)
+			}
+			if got, st := testutil.ToFloat64(r.m.markedInTransactions), r.Stats().MarkedInTransactions; got != float64(tt.inTxn) || st != int64(tt.inTxn) {
+				t.Errorf("marked_in_transactions_total %v, Stats %d; want %d", got, st, tt.inTxn)
+			}
+		})
 	}
 }
 

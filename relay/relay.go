@@ -67,10 +67,13 @@ type Stats struct {
 	Retries int64
 	// Swept is PENDING events the sweeper claimed for delivery.
 	Swept int64
+	// MarkedInTransactions is delivered events marked in TransactWriteItems
+	// because marking was behind (see Config.MarkBatchSize).
+	MarkedInTransactions int64
 }
 
 type counters struct {
-	read, delivered, duplicates, failed, batches, requests, skipped, checkpoints, retries, swept atomic.Int64
+	read, delivered, duplicates, failed, batches, requests, skipped, checkpoints, retries, swept, markedInTxn atomic.Int64
 }
 
 // Relay moves outbox events from the stream to the endpoint.
@@ -161,8 +164,7 @@ func New(cfg Config, db DB, streams StreamsAPI, sink Sink) (*Relay, error) {
 	r.capBytes.Store(int64(cfg.BatchBytes))
 	r.marker = &marker{
 		db: db, table: cfg.Tables.Outbox, ttl: cfg.DeliveredTTL, concurrency: cfg.MarkConcurrency,
-		batch: cfg.MarkBatchSize,
-		now:   time.Now, policy: r.policy,
+		now: time.Now, policy: r.policy,
 		onErr: func(err error) { r.log.Warn("mark failed, retrying", "err", err) },
 		onUnmarkable: func(id string, err error) {
 			r.log.Error("DynamoDB refuses to mark this event, which stays PENDING; the shard goes on (an item near 400 KB has no room for the mark)", "event_id", id, "err", err)
@@ -177,7 +179,7 @@ func (r *Relay) Stats() Stats {
 		Read: r.n.read.Load(), Delivered: r.n.delivered.Load(), Duplicates: r.n.duplicates.Load(),
 		Failed: r.n.failed.Load(), Batches: r.n.batches.Load(), Requests: r.n.requests.Load(),
 		Skipped: r.n.skipped.Load(), Checkpoints: r.n.checkpoints.Load(),
-		Retries: r.n.retries.Load(), Swept: r.n.swept.Load(),
+		Retries: r.n.retries.Load(), Swept: r.n.swept.Load(), MarkedInTransactions: r.n.markedInTxn.Load(),
 	}
 }
 
@@ -352,7 +354,7 @@ loop:
 	r.release(arn, running)
 	st := r.Stats()
 	log.Info("relay stopped", "read", st.Read, "delivered", st.Delivered, "duplicates", st.Duplicates,
-		"failed", st.Failed, "batches", st.Batches)
+		"failed", st.Failed, "batches", st.Batches, "marked_in_transactions", st.MarkedInTransactions)
 	if pipeErr != nil {
 		return pipeErr
 	}

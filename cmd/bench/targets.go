@@ -95,9 +95,9 @@ func (rep *Report) printCapacity(w io.Writer) {
 			h.Rate, h.Achieved, h.Events, h.EndToEnd.P50, h.EndToEnd.P95, h.EndToEnd.P99, h.Lost)
 	}
 	if d := c.Drain; d != nil {
-		fmt.Fprintf(w, "\ndrain: %d events written with the relay stopped (%.1fs), drained in %.1fs = %.0f events/s; relay peak RSS %.1f MiB, CPU %.1fs; %d POSTs, GetRecords %d, UpdateItem %d; lost %d, duplicates %d\n",
+		fmt.Fprintf(w, "\ndrain: %d events written with the relay stopped (%.1fs), drained in %.1fs = %.0f events/s; relay peak RSS %.1f MiB, CPU %.1fs; %d POSTs, GetRecords %d, UpdateItem %d, TransactWriteItems %d; lost %d, duplicates %d\n",
 			d.Events, d.LoadS, d.DrainS, d.EventsPerS, d.Relay.PeakRSSMiB, d.Relay.CPUSeconds, d.Requests,
-			d.RelayRequests["GetRecords"], d.RelayRequests["UpdateItem"], d.Lost, d.Duplicates)
+			d.RelayRequests["GetRecords"], d.RelayRequests["UpdateItem"], d.RelayRequests["TransactWriteItems"], d.Lost, d.Duplicates)
 	}
 	if len(c.Sweep) > 0 {
 		fmt.Fprintf(w, "\nbatch sweep (open loop, %.0f bookings/s for %s per point): e2e p99 ms / endpoint requests per event\n",
