@@ -131,11 +131,12 @@ func (r *Relay) deliver(ctx context.Context, recs []record) error {
 	return r.send(ctx, send)
 }
 
-// settle marks a delivered batch's events DELIVERED (and unsendable ones
-// FAILED), in transactions when behind, then checkpoints each shard at its last record in the batch.
-// Everything before that record in the shard was in this batch or an
-// earlier, already settled one, so it is done: the checkpoint never passes
-// a PENDING event. It only fails when ctx ends first.
+// settle marks a delivered batch's events DELIVERED (in transactions when
+// behind) and unsendable ones FAILED, then checkpoints each shard at its
+// last record in the batch. Everything before that record in the shard
+// was in this batch or an earlier, already settled one, so it is done: the
+// checkpoint never passes a PENDING event. It only fails when ctx ends
+// first.
 func (r *Relay) settle(ctx context.Context, arn string, recs []record, behind bool) error {
 	var delivered []string
 	for i := range recs {
@@ -159,13 +160,13 @@ func (r *Relay) settle(ctx context.Context, arn string, recs []record, behind bo
 		if behind {
 			batch = r.cfg.MarkBatchSize
 		}
-		if batch > 1 {
-			r.n.markedInTxn.Add(int64(len(delivered)))
-			r.m.markedInTransactions.Add(float64(len(delivered)))
-		}
 		dups, err := r.marker.delivered(ctx, delivered, batch)
 		if err != nil {
 			return err
+		}
+		if batch > 1 {
+			r.n.markedInTxn.Add(int64(len(delivered)))
+			r.m.markedInTransactions.Add(float64(len(delivered)))
 		}
 		r.n.delivered.Add(int64(len(delivered) - dups))
 		r.n.duplicates.Add(int64(dups))
