@@ -113,13 +113,13 @@ type Config struct {
 	// MarkConcurrency is how many marking writes run at once. Default 16.
 	MarkConcurrency int
 	// MarkBatchSize is the most delivered events one marking write moves
-	// to DELIVERED while marking is behind: when a delivered batch waits
-	// for the one before it to be marked, that one is marked in
-	// TransactWriteItems of up to this many conditional updates (at most
-	// 100), fewer and larger writes, to catch up. Otherwise, and always
-	// with 1, each event is one conditional UpdateItem. DynamoDB bills
-	// each item of a transaction at twice the write units, so a relay that
-	// keeps up pays nothing for it. Default DefaultMarkBatchSize.
+	// to DELIVERED while marking is behind: a batch delivered before the
+	// marks of the batch ahead of it landed had to wait for them, so it is
+	// marked in TransactWriteItems of up to this many conditional updates
+	// (at most 100), fewer and larger writes, to catch up. Otherwise, and
+	// always with 1, each event is one conditional UpdateItem. DynamoDB
+	// bills each item of a transaction at twice the write units, so a relay
+	// that keeps up pays nothing for it. Default DefaultMarkBatchSize.
 	MarkBatchSize int
 	// StartPosition is where a shard without a checkpoint is read from:
 	// StartTrimHorizon (default: everything the stream still holds) or

@@ -72,8 +72,8 @@ type mark struct {
 // delivered marks ids DELIVERED, with several writes in flight, each an
 // UpdateItem (batch 1) or a TransactWriteItems of up to batch events. It
 // returns how many were already out of PENDING (delivered before: a
-// duplicate).
-func (m *marker) delivered(ctx context.Context, ids []string, batch int) (dups int, err error) {
+// duplicate) and how many were marked in transactions.
+func (m *marker) delivered(ctx context.Context, ids []string, batch int) (dups, inTxn int, err error) {
 	now := m.now().UTC()
 	mk := m.mark("SET #status = :delivered, #dat = :at, #exp = :exp "+leavePending,
 		map[string]string{"#dat": outbox.AttrDeliveredAt, "#exp": outbox.AttrExpiresAt},
@@ -87,19 +87,20 @@ func (m *marker) delivered(ctx context.Context, ids []string, batch int) (dups i
 	unique := slices.Clone(ids)
 	slices.Sort(unique)
 	unique = slices.Compact(unique)
-	var n atomic.Int64
-	n.Add(int64(len(ids) - len(unique)))
+	var nDups, nTxn atomic.Int64
+	nDups.Add(int64(len(ids) - len(unique)))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(m.concurrency)
 	for chunk := range slices.Chunk(unique, max(batch, 1)) {
 		g.Go(func() error {
-			d, err := m.markAll(gctx, chunk, mk)
-			n.Add(int64(d))
+			d, t, err := m.markAll(gctx, chunk, mk)
+			nDups.Add(int64(d))
+			nTxn.Add(int64(t))
 			return err
 		})
 	}
 	err = g.Wait()
-	return int(n.Load()), err
+	return int(nDups.Load()), int(nTxn.Load()), err
 }
 
 // markAll applies mk to ids in one transaction, retried until it lands.
@@ -109,7 +110,7 @@ func (m *marker) delivered(ctx context.Context, ids []string, batch int) (dups i
 // request refused as a whole (its items add up to more than DynamoDB's
 // 4 MB per transaction), or cancelled without a reason per item, is split
 // in halves, down to single UpdateItems if need be.
-func (m *marker) markAll(ctx context.Context, ids []string, mk mark) (dups int, err error) {
+func (m *marker) markAll(ctx context.Context, ids []string, mk mark) (dups, inTxn int, err error) {
 	var alone []string
 	split := false
 	err = m.policy.retry(ctx, func(ctx context.Context) error {
@@ -122,6 +123,7 @@ func (m *marker) markAll(ctx context.Context, ids []string, mk mark) (dups int, 
 			var canceled *types.TransactionCanceledException
 			switch {
 			case err == nil:
+				inTxn += len(ids)
 				ids = nil
 			case errors.As(err, &canceled) && len(canceled.CancellationReasons) == len(ids):
 				var again []string
@@ -148,15 +150,15 @@ func (m *marker) markAll(ctx context.Context, ids []string, mk mark) (dups int, 
 		return nil
 	}, m.onErr)
 	if err != nil {
-		return dups, err
+		return dups, inTxn, err
 	}
 	if split {
 		half := len(ids) / 2
 		for _, part := range [][]string{ids[:half], ids[half:]} {
-			d, err := m.markAll(ctx, part, mk)
-			dups += d
+			d, t, err := m.markAll(ctx, part, mk)
+			dups, inTxn = dups+d, inTxn+t
 			if err != nil {
-				return dups, err
+				return dups, inTxn, err
 			}
 		}
 	} else {
@@ -168,10 +170,10 @@ func (m *marker) markAll(ctx context.Context, ids []string, mk mark) (dups int, 
 			dups++
 		}
 		if err != nil {
-			return dups, err
+			return dups, inTxn, err
 		}
 	}
-	return dups, nil
+	return dups, inTxn, nil
 }
 
 // failed marks one event FAILED with the reason and the number of delivery

@@ -147,6 +147,13 @@ func testMarker(db markAPI) (*marker, *[]string) {
 	}, &unmarkable
 }
 
+func sum(ns []int) (total int) {
+	for _, n := range ns {
+		total += n
+	}
+	return total
+}
+
 func ids(prefix string, n int) []string {
 	out := make([]string, n)
 	for i := range out {
@@ -213,9 +220,12 @@ func TestMarkerDelivered(t *testing.T) {
 			m, unmarkable := testMarker(db)
 			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 			defer cancel()
-			dups, err := m.delivered(ctx, mark, tt.batch)
+			dups, inTxn, err := m.delivered(ctx, mark, tt.batch)
 			if err != nil {
 				t.Fatalf("delivered: %v", err)
+			}
+			if committed := sum(db.transactions); inTxn != committed {
+				t.Errorf("reported %d events marked in transactions, %d were", inTxn, committed)
 			}
 			for _, id := range mark {
 				if wasPending[id] && db.status[id] != outbox.StatusDelivered {
@@ -238,7 +248,7 @@ func TestMarkerDeliveredRetriesUntilCancelled(t *testing.T) {
 	m, _ := testMarker(db)
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
-	_, err := m.delivered(ctx, ids("e", 30), 25)
+	_, _, err := m.delivered(ctx, ids("e", 30), 25)
 	if err == nil || db.calls.Load() < 2 {
 		t.Fatalf("err %v after %d calls; want an error after retries", err, db.calls.Load())
 	}
@@ -254,7 +264,7 @@ func TestMarkerGivesUpOnAnUnmarkableEvent(t *testing.T) {
 		mark func(m *marker, ctx context.Context, batch int) error
 	}{
 		{"delivered", func(m *marker, ctx context.Context, batch int) error {
-			_, err := m.delivered(ctx, []string{"a", "huge", "b"}, batch)
+			_, _, err := m.delivered(ctx, []string{"a", "huge", "b"}, batch)
 			return err
 		}},
 		{"failed", func(m *marker, ctx context.Context, _ int) error {

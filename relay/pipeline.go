@@ -3,7 +3,6 @@ package relay
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"time"
 
 	"github.com/ddboutbox/ddboutbox/dynamo"
@@ -19,10 +18,9 @@ func (r *Relay) pipeline(ctx context.Context, arn string, in <-chan record) erro
 	// queue holds the batches in flight in order; its capacity, with the
 	// one being settled, is what bounds them.
 	queue := make(chan *flight, r.cfg.BatchesInFlight-1)
-	var posted atomic.Int32 // batches delivered and not yet settled
 	settled := make(chan error, 1)
 	go func() {
-		settled <- r.settleAll(ctx, arn, queue, &posted)
+		settled <- r.settleAll(ctx, arn, queue)
 		cancel() // a failed settle stops the batcher too
 	}()
 	err := r.batch(ctx, in, func(recs []record) error {
@@ -34,7 +32,6 @@ func (r *Relay) pipeline(ctx context.Context, arn string, in <-chan record) erro
 		}
 		go func() {
 			f.err = r.deliver(ctx, f.recs)
-			posted.Add(1)
 			close(f.done)
 		}()
 		return nil
@@ -54,23 +51,49 @@ type flight struct {
 	err  error
 }
 
-// settleAll settles the batches in the order they were queued. When
-// another batch is already delivered and waits for this one, marking is
-// what holds the relay back: this batch is marked in transactions of
-// MarkBatchSize, fewer and larger writes, to catch up.
-func (r *Relay) settleAll(ctx context.Context, arn string, queue <-chan *flight, posted *atomic.Int32) error {
-	for f := range queue {
+// settleAll settles the batches in the order they were queued. A batch
+// that was delivered before the marks of the one ahead of it landed had to
+// wait for them: marking is what holds the relay back, so that batch is
+// marked in transactions of MarkBatchSize, fewer and larger writes, to
+// catch up. A batch that arrives after them is marked one event per write.
+func (r *Relay) settleAll(ctx context.Context, arn string, queue <-chan *flight) error {
+	var next *flight
+	behind := false
+	for {
+		f := next
+		if f == nil {
+			var ok bool
+			if f, ok = <-queue; !ok {
+				return nil
+			}
+		}
 		<-f.done
 		if f.err != nil {
 			return f.err
 		}
-		behind := posted.Load() > 1
 		if err := r.settle(ctx, arn, f.recs, behind); err != nil {
 			return err
 		}
-		posted.Add(-1)
+		next, behind = nil, false
+		select {
+		case n, ok := <-queue:
+			if !ok {
+				return nil
+			}
+			next, behind = n, n.delivered()
+		default:
+		}
 	}
-	return nil
+}
+
+// delivered reports whether f's POSTs are over.
+func (f *flight) delivered() bool {
+	select {
+	case <-f.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // batch cuts the records from in into batches by rows, bytes and linger,
@@ -160,14 +183,12 @@ func (r *Relay) settle(ctx context.Context, arn string, recs []record, behind bo
 		if behind {
 			batch = r.cfg.MarkBatchSize
 		}
-		dups, err := r.marker.delivered(ctx, delivered, batch)
+		dups, inTxn, err := r.marker.delivered(ctx, delivered, batch)
 		if err != nil {
 			return err
 		}
-		if batch > 1 {
-			r.n.markedInTxn.Add(int64(len(delivered)))
-			r.m.markedInTransactions.Add(float64(len(delivered)))
-		}
+		r.n.markedInTxn.Add(int64(inTxn))
+		r.m.markedInTransactions.Add(float64(inTxn))
 		r.n.delivered.Add(int64(len(delivered) - dups))
 		r.n.duplicates.Add(int64(dups))
 		r.m.eventsDelivered.Add(float64(len(delivered) - dups))

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -132,17 +131,22 @@ func TestPipelineGivesUpAShardWhoseLeaseWasLost(t *testing.T) {
 	}
 }
 
-// A batch is marked in transactions only while another delivered batch
-// waits for its marks (marking is what holds the relay back), and never
-// with MarkBatchSize 1; otherwise each event is one UpdateItem.
+// A batch is marked in transactions only when it was delivered before the
+// marks of the batch ahead of it landed (it waited for them: marking is
+// behind), and never with MarkBatchSize 1; otherwise each event is one
+// UpdateItem.
 func TestSettleMarksInTransactionsWhileBehind(t *testing.T) {
 	for _, tt := range []struct {
-		name          string
+		name string
+		// secondLate keeps the second batch being POSTed until the first
+		// one's marks landed.
+		secondLate    bool
 		markBatch     int
 		marked, inTxn int
 	}{
-		{"the first batch while the second waits", 25, 3, 3},
-		{"transactions off", 1, 6, 0},
+		{name: "the second batch waited for the first one's marks", markBatch: 25, marked: 3, inTxn: 3},
+		{name: "transactions off", markBatch: 1, marked: 6},
+		{name: "the second batch was still being POSTed when the first one's marks landed", secondLate: true, markBatch: 25, marked: 6},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			db := newStateDB()
@@ -150,24 +154,41 @@ func TestSettleMarksInTransactionsWhileBehind(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Two batches of three events, both delivered already.
-			queue := make(chan *flight, 2)
-			for b := range 2 {
+			batch := func(b int) *flight {
 				f := &flight{done: make(chan struct{})}
 				for i := range 3 {
 					f.recs = append(f.recs, record{eventID: fmt.Sprintf("b%d-e%d", b, i), row: []byte(`{}`)})
 				}
-				close(f.done)
-				queue <- f
+				return f
 			}
+			queue := make(chan *flight, 2)
+			first, second := batch(0), batch(1)
+			close(first.done)
+			queue <- first
+			queue <- second
 			close(queue)
-			var posted atomic.Int32
-			posted.Store(2)
-			if err := r.settleAll(t.Context(), "arn", queue, &posted); err != nil {
+			if !tt.secondLate {
+				close(second.done)
+			}
+			settled := make(chan error, 1)
+			go func() { settled <- r.settleAll(t.Context(), "arn", queue) }()
+			if tt.secondLate {
+				// The second batch is taken once the first is settled.
+				for deadline := time.Now().Add(5 * time.Second); len(queue) > 0; {
+					if time.Now().After(deadline) {
+						t.Fatal("the second batch was not taken within 5s")
+					}
+					time.Sleep(time.Millisecond)
+				}
+				close(second.done)
+			}
+			if err := <-settled; err != nil {
 				t.Fatalf("settle: %v", err)
 			}
-			if db.marked != tt.marked || db.markedInTxn != tt.inTxn || posted.Load() != 0 {
-				t.Errorf("UpdateItems %d, events in transactions %d, batches left %d; want %d, %d, 0", db.marked, db.markedInTxn, posted.Load(), tt.marked, tt.inTxn)
+			db.mu.Lock()
+			defer db.mu.Unlock()
+			if db.marked != tt.marked || db.markedInTxn != tt.inTxn {
+				t.Errorf("UpdateItems %d, events in transactions %d; want %d, %d", db.marked, db.markedInTxn, tt.marked, tt.inTxn)
 			}
 			if got, st := testutil.ToFloat64(r.m.markedInTransactions), r.Stats().MarkedInTransactions; got != float64(tt.inTxn) || st != int64(tt.inTxn) {
 				t.Errorf("marked_in_transactions_total %v, Stats %d; want %d", got, st, tt.inTxn)

@@ -225,10 +225,12 @@ func (r *Relay) renewClaims(ctx context.Context) (renewed int, err error) {
 		g.Go(func() error {
 			_, err := r.writeClaim(gctx, id, "#status = :pending AND #by = :me", nil, types.ReturnValueNone)
 			var ccf *types.ConditionalCheckFailedException
+			var inTxn *types.TransactionConflictException
 			switch {
-			case errors.As(err, &ccf), apiErrorCode(err) == "ValidationException":
-				// Settled, claimed by another relay, or an item with no
-				// room for the claim: nothing to keep.
+			case errors.As(err, &ccf), errors.As(err, &inTxn), apiErrorCode(err) == "ValidationException":
+				// Settled, claimed by another relay, being marked in a
+				// transaction right now, or an item with no room for the
+				// claim: nothing to keep.
 			case err != nil:
 				return fmt.Errorf("renew claim %s: %w", id, err)
 			default:
@@ -248,8 +250,10 @@ func (r *Relay) claim(ctx context.Context, id string) (map[string]types.Attribut
 		map[string]types.AttributeValue{":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(time.Now().UnixMilli(), 10)}},
 		types.ReturnValueAllNew)
 	var ccf *types.ConditionalCheckFailedException
+	var inTxn *types.TransactionConflictException
 	switch {
-	case errors.As(err, &ccf):
+	case errors.As(err, &ccf), errors.As(err, &inTxn):
+		// Settled or claimed, or being marked in a transaction right now.
 		return nil, nil
 	case apiErrorCode(err) == "ValidationException":
 		// An item with no room for the claim (see marker's errUnmarkable)
