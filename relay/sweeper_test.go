@@ -81,7 +81,9 @@ func TestOldestPendingGaugeWithAndWithoutSweeper(t *testing.T) {
 // of the events in lapsed (another relay claimed them since).
 type claimDB struct {
 	cutoffDB
-	lapsed  map[string]bool
+	lapsed map[string]bool
+	// marking are in a transaction that marks them right now
+	marking map[string]bool
 	mu      sync.Mutex
 	renewed map[string]string // id -> condition
 }
@@ -91,6 +93,9 @@ func (db *claimDB) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInput, _
 	if db.lapsed[id] {
 		return nil, &types.ConditionalCheckFailedException{Message: aws.String("claimed by another relay")}
 	}
+	if db.marking[id] {
+		return nil, &types.TransactionConflictException{Message: aws.String("Transaction is ongoing for the item")}
+	}
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	db.renewed[id] = aws.ToString(in.ConditionExpression) + " " + in.ExpressionAttributeValues[":me"].(*types.AttributeValueMemberS).Value
@@ -99,9 +104,11 @@ func (db *claimDB) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInput, _
 
 // The claims on swept events still in the pipeline are renewed, only
 // those and only while this relay holds them: an outage longer than the
-// claim must not let another relay's sweeper send them again.
+// claim must not let another relay's sweeper send them again. An event
+// being marked in a transaction right now is settled: nothing to renew,
+// and not a reason to fail the round.
 func TestRenewClaimsKeepsSweptEventsClaimed(t *testing.T) {
-	db := &claimDB{lapsed: map[string]bool{"swept-lapsed": true}, renewed: map[string]string{}}
+	db := &claimDB{lapsed: map[string]bool{"swept-lapsed": true}, marking: map[string]bool{"swept-being-marked": true}, renewed: map[string]string{}}
 	r, err := New(Config{SinkURL: "http://127.0.0.1:1/rows", Owner: "me", Logger: quietLogger()}, db, nil, acceptSink{})
 	if err != nil {
 		t.Fatal(err)
@@ -110,6 +117,7 @@ func TestRenewClaimsKeepsSweptEventsClaimed(t *testing.T) {
 	r.inPipeline.Store("swept-1", swept{})
 	r.inPipeline.Store("swept-2", swept{})
 	r.inPipeline.Store("swept-lapsed", swept{})
+	r.inPipeline.Store("swept-being-marked", swept{})
 	n, err := r.renewClaims(t.Context())
 	if err != nil || n != 2 {
 		t.Fatalf("renewed %d, err %v; want 2, nil", n, err)
@@ -117,5 +125,8 @@ func TestRenewClaimsKeepsSweptEventsClaimed(t *testing.T) {
 	want := "#status = :pending AND #by = :me me"
 	if len(db.renewed) != 2 || db.renewed["swept-1"] != want || db.renewed["swept-2"] != want {
 		t.Fatalf("renewed %v, want swept-1 and swept-2 on condition %q", db.renewed, want)
+	}
+	if item, err := r.claim(t.Context(), "swept-being-marked"); item != nil || err != nil {
+		t.Fatalf("claim of an event being marked: %v, %v; want it skipped", item, err)
 	}
 }
