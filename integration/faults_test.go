@@ -392,15 +392,17 @@ func TestSweptEventsStayClaimedThroughAnOutage(t *testing.T) {
 	e, outage, cfg := sweeperOutage(t)
 	ids := e.commitEvents(20, 2)
 	cfg.StartPosition = relay.StartLatest // only the sweeper can deliver them
-	// Renewed every 3.3 s. CI runs this with -race beside the other
-	// parallel tests on one DynamoDB Local: with 4 s claims a round of
-	// renewals was once late by 0.85 s there.
-	cfg.ClaimDuration = 10 * time.Second
+	// Renewed every 10 s. CI runs this with -race beside the other
+	// parallel tests on one DynamoDB Local, whose writes then queue for
+	// seconds: 4 s claims were once renewed 0.85 s late there, and 10 s
+	// claims went 13 s without a renewal landing (the sweeper itself took
+	// 17 s to find the events).
+	cfg.ClaimDuration = 30 * time.Second
 	r, _ := e.startRelay(cfg)
 	waitFor(t, 30*time.Second, func() (bool, string) {
 		return r.Stats().Swept == int64(len(ids)) && e.sink.Stats().Rejected >= 3, "the swept events are not being retried"
 	})
-	time.Sleep(2 * cfg.ClaimDuration) // unrenewed, every claim would have lapsed
+	time.Sleep(cfg.ClaimDuration + 5*time.Second) // unrenewed, every claim would have lapsed
 	now := time.Now().UnixMilli()
 	for _, id := range ids {
 		item := getItem(t, e.tables.Outbox, outbox.AttrEventID, id)
