@@ -230,10 +230,10 @@ func TestMarksInTransactionsWhileBehind(t *testing.T) {
 	if st.Delivered != 179 || st.Duplicates != 22 {
 		t.Errorf("relay delivered %d, duplicates %d; want 179 and 22 (20 DELIVERED and 2 FAILED before it ran)", st.Delivered, st.Duplicates)
 	}
-	// 178 events were marked; those of the first batch waited for no
-	// other batch's marks, so they went one UpdateItem each.
-	if st.MarkedInTransactions == 0 || st.MarkedInTransactions >= 178 {
-		t.Errorf("%d events marked in transactions, want some but not the first batch's: %+v", st.MarkedInTransactions, st)
+	// Which batches waited for marks depends on timing; which ones are
+	// marked in transactions is TestSettleMarksInTransactionsWhileBehind's.
+	if st.MarkedInTransactions == 0 {
+		t.Errorf("no event marked in a transaction: %+v", st)
 	}
 	if s := e.summary(); s.Delivered != 198 || s.Failed != 2 || s.Pending != 1 {
 		t.Errorf("outbox %+v; want 198 DELIVERED, 2 FAILED, 1 PENDING (the item with no room for the mark)", s)
