@@ -52,7 +52,7 @@ func (db *outboxTable) apply(u *types.Update) {
 	if s == nil {
 		s = u.ExpressionAttributeValues[":failed"]
 	}
-	db.status[u.Key[outbox.AttrEventID].(*types.AttributeValueMemberS).Value] = outbox.Status(s.(*types.AttributeValueMemberS).Value)
+	db.status[eventID(u)] = outbox.Status(s.(*types.AttributeValueMemberS).Value)
 }
 
 func eventID(u *types.Update) string {
@@ -81,11 +81,11 @@ func (db *outboxTable) TransactWriteItems(_ context.Context, in *dynamodb.Transa
 	n := len(in.TransactItems)
 	seen := map[string]bool{}
 	for _, it := range in.TransactItems {
-		if id := eventID(it.Update); seen[id] {
+		id := eventID(it.Update)
+		if seen[id] {
 			return nil, apiError{code: "ValidationException"} // "Transaction request cannot include multiple operations on one item"
-		} else {
-			seen[id] = true
 		}
+		seen[id] = true
 	}
 	if db.maxItems > 0 && n > db.maxItems {
 		return nil, apiError{code: "ValidationException"} // "Transaction size has exceeded the maximum allowed size"

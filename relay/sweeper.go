@@ -224,10 +224,8 @@ func (r *Relay) renewClaims(ctx context.Context) (renewed int, err error) {
 	for _, id := range ids {
 		g.Go(func() error {
 			_, err := r.writeClaim(gctx, id, "#status = :pending AND #by = :me", nil, types.ReturnValueNone)
-			var ccf *types.ConditionalCheckFailedException
-			var inTxn *types.TransactionConflictException
 			switch {
-			case errors.As(err, &ccf), errors.As(err, &inTxn), apiErrorCode(err) == "ValidationException":
+			case claimRefused(err), apiErrorCode(err) == "ValidationException":
 				// Settled, claimed by another relay, being marked in a
 				// transaction right now, or an item with no room for the
 				// claim: nothing to keep.
@@ -244,16 +242,14 @@ func (r *Relay) renewClaims(ctx context.Context) (renewed int, err error) {
 }
 
 // claim takes a PENDING event for ClaimDuration and returns it, or nil when
-// it is no longer PENDING or another relay's claim is still alive.
+// it is no longer PENDING, another relay's claim is still alive, or it is
+// being marked in a transaction right now.
 func (r *Relay) claim(ctx context.Context, id string) (map[string]types.AttributeValue, error) {
 	out, err := r.writeClaim(ctx, id, "#status = :pending AND (attribute_not_exists(#exp) OR #exp < :now)",
 		map[string]types.AttributeValue{":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(time.Now().UnixMilli(), 10)}},
 		types.ReturnValueAllNew)
-	var ccf *types.ConditionalCheckFailedException
-	var inTxn *types.TransactionConflictException
 	switch {
-	case errors.As(err, &ccf), errors.As(err, &inTxn):
-		// Settled or claimed, or being marked in a transaction right now.
+	case claimRefused(err):
 		return nil, nil
 	case apiErrorCode(err) == "ValidationException":
 		// An item with no room for the claim (see marker's errUnmarkable)
@@ -264,6 +260,15 @@ func (r *Relay) claim(ctx context.Context, id string) (map[string]types.Attribut
 		return nil, fmt.Errorf("claim %s: %w", id, err)
 	}
 	return out.Attributes, nil
+}
+
+// claimRefused reports that a claim write was refused because the event is
+// settled or claimed by another relay (its condition failed), or is being
+// marked in a transaction right now.
+func claimRefused(err error) bool {
+	var ccf *types.ConditionalCheckFailedException
+	var inTxn *types.TransactionConflictException
+	return errors.As(err, &ccf) || errors.As(err, &inTxn)
 }
 
 // writeClaim claims id for this relay until ClaimDuration from now if cond
