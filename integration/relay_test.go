@@ -218,7 +218,9 @@ func TestMarksInTransactionsWhileBehind(t *testing.T) {
 	}
 
 	cfg := e.relayConfig()
-	cfg.BatchSize, cfg.MarkBatchSize = 10, 25
+	// Marking widens to 2 writes for the first batch that waits, and goes
+	// to transactions for the next.
+	cfg.BatchSize, cfg.MarkConcurrency, cfg.MarkBatchSize = 10, 2, 25
 	r, _ := e.startRelay(cfg)
 	e.waitDelivered(append(slices.Clone(ids), huge.ID), 60*time.Second)
 	waitFor(t, 30*time.Second, func() (bool, string) {

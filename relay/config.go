@@ -110,16 +110,25 @@ type Config struct {
 	// ShardSyncInterval is how often the stream's shard list is refreshed
 	// to pick up new shards. Default 10s.
 	ShardSyncInterval time.Duration
-	// MarkConcurrency is how many marking writes run at once. Default 16.
+	// MarkConcurrency is the most marking writes that run at once. A relay
+	// marks one write at a time while it keeps up; the batch after each
+	// one tells how far behind marking is: delivered and waiting for the
+	// marks (behind: one write wider next), waiting with BatchesInFlight
+	// batches so that no more can be cut (far behind: twice as wide), or
+	// still being POSTed when they landed (caught up: half as wide). So a
+	// relay that keeps up spreads its marks over the time until the next
+	// batch instead of writing them in a burst after each POST.
+	// With BatchesInFlight 1 no batch can wait, and marking always runs
+	// MarkConcurrency at a time. Default 16.
 	MarkConcurrency int
 	// MarkBatchSize is the most delivered events one marking write moves
-	// to DELIVERED while marking is behind: a batch delivered before the
-	// marks of the batch ahead of it landed had to wait for them, so it is
-	// marked in TransactWriteItems of up to this many conditional updates
-	// (at most 100), fewer and larger writes, to catch up. Otherwise, and
-	// always with 1, each event is one conditional UpdateItem. DynamoDB
-	// bills each item of a transaction at twice the write units, so a relay
-	// that keeps up pays nothing for it. Default DefaultMarkBatchSize.
+	// to DELIVERED while marking is behind at MarkConcurrency writes at
+	// once: those batches are marked in TransactWriteItems of up to this
+	// many conditional updates (at most 100), fewer and larger writes, to
+	// catch up. Otherwise, and always with 1, each event is one
+	// conditional UpdateItem. DynamoDB bills each item of a transaction at
+	// twice the write units, so a relay that keeps up pays nothing for it.
+	// Default DefaultMarkBatchSize.
 	MarkBatchSize int
 	// StartPosition is where a shard without a checkpoint is read from:
 	// StartTrimHorizon (default: everything the stream still holds) or

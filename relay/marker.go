@@ -43,11 +43,10 @@ const maxLastError = 1000
 // status = PENDING, so an event is never moved twice and a FAILED event is
 // never overwritten by a late delivery of a duplicate.
 type marker struct {
-	db          markAPI
-	table       string
-	ttl         time.Duration
-	concurrency int
-	now         func() time.Time
+	db    markAPI
+	table string
+	ttl   time.Duration
+	now   func() time.Time
 	// policy retries each write until it lands (or ctx ends), so one slow
 	// write does not resend a whole batch and dups stay exact.
 	policy backoff
@@ -69,11 +68,11 @@ type mark struct {
 	values map[string]types.AttributeValue
 }
 
-// delivered marks ids DELIVERED, with several writes in flight, each an
-// UpdateItem (batch 1) or a TransactWriteItems of up to batch events. It
-// returns how many were already out of PENDING (delivered before: a
+// delivered marks ids DELIVERED, p.width writes at a time, each an
+// UpdateItem (p.batch 1) or a TransactWriteItems of up to p.batch events.
+// It returns how many were already out of PENDING (delivered before: a
 // duplicate) and how many were marked in transactions.
-func (m *marker) delivered(ctx context.Context, ids []string, batch int) (dups, inTxn int, err error) {
+func (m *marker) delivered(ctx context.Context, ids []string, p pace) (dups, inTxn int, err error) {
 	now := m.now().UTC()
 	mk := m.mark("SET #status = :delivered, #dat = :at, #exp = :exp "+leavePending,
 		map[string]string{"#dat": outbox.AttrDeliveredAt, "#exp": outbox.AttrExpiresAt},
@@ -90,8 +89,8 @@ func (m *marker) delivered(ctx context.Context, ids []string, batch int) (dups, 
 	var nDups, nTxn atomic.Int64
 	nDups.Add(int64(len(ids) - len(unique)))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(m.concurrency)
-	for chunk := range slices.Chunk(unique, max(batch, 1)) {
+	g.SetLimit(max(p.width, 1))
+	for chunk := range slices.Chunk(unique, max(p.batch, 1)) {
 		g.Go(func() error {
 			d, t, err := m.markAll(gctx, chunk, mk)
 			nDups.Add(int64(d))

@@ -136,7 +136,7 @@ func testMarker(db markAPI) (*marker, *[]string) {
 	var mu sync.Mutex
 	var unmarkable []string
 	return &marker{
-		db: db, table: "Outbox", concurrency: 4, now: time.Now,
+		db: db, table: "Outbox", now: time.Now,
 		policy: backoff{base: time.Millisecond, max: time.Millisecond},
 		onErr:  func(error) {},
 		onUnmarkable: func(id string, _ error) {
@@ -220,7 +220,7 @@ func TestMarkerDelivered(t *testing.T) {
 			m, unmarkable := testMarker(db)
 			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 			defer cancel()
-			dups, inTxn, err := m.delivered(ctx, mark, tt.batch)
+			dups, inTxn, err := m.delivered(ctx, mark, pace{width: 4, batch: tt.batch})
 			if err != nil {
 				t.Fatalf("delivered: %v", err)
 			}
@@ -248,7 +248,7 @@ func TestMarkerDeliveredRetriesUntilCancelled(t *testing.T) {
 	m, _ := testMarker(db)
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
-	_, _, err := m.delivered(ctx, ids("e", 30), 25)
+	_, _, err := m.delivered(ctx, ids("e", 30), pace{width: 4, batch: 25})
 	if err == nil || db.calls.Load() < 2 {
 		t.Fatalf("err %v after %d calls; want an error after retries", err, db.calls.Load())
 	}
@@ -264,7 +264,7 @@ func TestMarkerGivesUpOnAnUnmarkableEvent(t *testing.T) {
 		mark func(m *marker, ctx context.Context, batch int) error
 	}{
 		{"delivered", func(m *marker, ctx context.Context, batch int) error {
-			_, _, err := m.delivered(ctx, []string{"a", "huge", "b"}, batch)
+			_, _, err := m.delivered(ctx, []string{"a", "huge", "b"}, pace{width: 4, batch: batch})
 			return err
 		}},
 		{"failed", func(m *marker, ctx context.Context, _ int) error {

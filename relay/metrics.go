@@ -15,7 +15,7 @@ type metrics struct {
 	batchRows, batchBytes, requestSeconds, lagSeconds           prometheus.Histogram
 	requests                                                    *prometheus.CounterVec
 	iteratorAge                                                 *prometheus.GaugeVec
-	oldestPending                                               prometheus.Gauge
+	oldestPending, markWidth                                    prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -49,13 +49,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		oldestPending: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Name: "oldest_pending_age_seconds", Help: "Age of the oldest PENDING event, measured by the sweeper.",
 		}),
+		markWidth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "marking_width", Help: "Marking writes in flight at once for the batch last settled: 1 while marking keeps up, up to -mark-concurrency while it is behind.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{
 		m.eventsRead, m.eventsDelivered, m.eventsFailed, m.eventsDuplicate, m.recordsSkipped, m.retries,
-		m.sweeperFound, m.markedInTransactions, m.batchRows, m.batchBytes, m.requestSeconds, m.lagSeconds, m.requests, m.iteratorAge, m.oldestPending,
+		m.sweeperFound, m.markedInTransactions, m.batchRows, m.batchBytes, m.requestSeconds, m.lagSeconds, m.requests, m.iteratorAge, m.oldestPending, m.markWidth,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

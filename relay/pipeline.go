@@ -51,14 +51,12 @@ type flight struct {
 	err  error
 }
 
-// settleAll settles the batches in the order they were queued. A batch
-// that was delivered before the marks of the one ahead of it landed had to
-// wait for them: marking is what holds the relay back, so that batch is
-// marked in transactions of MarkBatchSize, fewer and larger writes, to
-// catch up. A batch that arrives after them is marked one event per write.
+// settleAll settles the batches in the order they were queued, each
+// marked at the pace nextPace sets from how far behind the batches before
+// it found marking.
 func (r *Relay) settleAll(ctx context.Context, arn string, queue <-chan *flight) error {
 	var next *flight
-	behind := false
+	p := r.firstPace()
 	for {
 		f := next
 		if f == nil {
@@ -71,18 +69,88 @@ func (r *Relay) settleAll(ctx context.Context, arn string, queue <-chan *flight)
 		if f.err != nil {
 			return f.err
 		}
-		if err := r.settle(ctx, arn, f.recs, behind); err != nil {
+		marked, err := r.settle(ctx, arn, f.recs, p)
+		if err != nil {
 			return err
 		}
-		next, behind = nil, false
+		next = nil
+		l := caughtUp
 		select {
 		case n, ok := <-queue:
 			if !ok {
 				return nil
 			}
-			next, behind = n, n.delivered()
+			next = n
+			switch {
+			case !n.delivered():
+			// Taking n from a full queue hands it at once the batch a
+			// waiting batcher holds: full still means the batcher waits.
+			case len(queue) == cap(queue):
+				l = farBehind
+			default:
+				l = behind
+			}
 		default:
 		}
+		if marked > 0 { // a batch with nothing to mark says nothing of marking
+			p = r.nextPace(p, l)
+		}
+	}
+}
+
+// lag is how far behind marking was, as the batch after the one just
+// marked found it.
+type lag int
+
+const (
+	// caughtUp: the next batch was still being POSTed.
+	caughtUp lag = iota
+	// behind: it was delivered, and waited for the marks.
+	behind
+	// farBehind: it waited, and so many batches wait behind it that the
+	// batcher cannot cut another: reading the stream is held up.
+	farBehind
+)
+
+// pace is how a batch's delivered events are marked: width writes at
+// once, each a TransactWriteItems of up to batch events, or an UpdateItem
+// per event when batch is 1.
+type pace struct{ width, batch int }
+
+// firstPace is one write at a time, which nextPace widens as needed. With
+// one batch in flight the next batch is cut only once this one is settled,
+// so marking is never seen behind: it marks MarkConcurrency at a time.
+func (r *Relay) firstPace() pace {
+	if r.cfg.BatchesInFlight == 1 {
+		return pace{width: r.cfg.MarkConcurrency, batch: 1}
+	}
+	return pace{width: 1, batch: 1}
+}
+
+// nextPace is how the next batch is marked, after p and with marking l
+// behind. Behind, the marks go one write wider, or twice as wide when far
+// behind, up to MarkConcurrency; behind at that width, they go in
+// transactions of MarkBatchSize, fewer and larger writes. Caught up, they
+// narrow again: out of transactions first, then by half, down to one
+// UpdateItem at a time. So a relay that keeps up spreads its marks over
+// the time until the next batch arrives, as few at once as keep up, rather
+// than writing them in a burst after each POST: the table sees a steady
+// write rate, and the application's writes do not queue behind a burst.
+func (r *Relay) nextPace(p pace, l lag) pace {
+	widest := r.cfg.MarkConcurrency
+	switch {
+	case r.cfg.BatchesInFlight == 1:
+		return p
+	case l == caughtUp && p.batch > 1:
+		return pace{width: p.width, batch: 1}
+	case l == caughtUp:
+		return pace{width: max(p.width/2, 1), batch: 1}
+	case p.width >= widest:
+		return pace{width: widest, batch: r.cfg.MarkBatchSize}
+	case l == farBehind:
+		return pace{width: min(p.width*2, widest), batch: 1}
+	default:
+		return pace{width: p.width + 1, batch: 1}
 	}
 }
 
@@ -154,13 +222,13 @@ func (r *Relay) deliver(ctx context.Context, recs []record) error {
 	return r.send(ctx, send)
 }
 
-// settle marks a delivered batch's events DELIVERED (in transactions when
-// behind) and unsendable ones FAILED, then checkpoints each shard at its
+// settle marks a delivered batch's events DELIVERED at pace p (it returns
+// how many) and unsendable ones FAILED, then checkpoints each shard at its
 // last record in the batch. Everything before that record in the shard
 // was in this batch or an earlier, already settled one, so it is done: the
 // checkpoint never passes a PENDING event. It only fails when ctx ends
 // first.
-func (r *Relay) settle(ctx context.Context, arn string, recs []record, behind bool) error {
+func (r *Relay) settle(ctx context.Context, arn string, recs []record, p pace) (marked int, err error) {
 	var delivered []string
 	for i := range recs {
 		rec := &recs[i]
@@ -169,7 +237,7 @@ func (r *Relay) settle(ctx context.Context, arn string, recs []record, behind bo
 		case rec.fail != nil:
 			r.log.Warn("event failed", "event_id", rec.eventID, "attempts", rec.attempts, "err", rec.fail)
 			if err := r.marker.failed(ctx, rec.eventID, rec.fail, rec.attempts); err != nil {
-				return err
+				return 0, err
 			}
 			r.n.failed.Add(1)
 			r.m.eventsFailed.Inc()
@@ -179,14 +247,13 @@ func (r *Relay) settle(ctx context.Context, arn string, recs []record, behind bo
 		}
 	}
 	if len(delivered) > 0 {
-		batch := 1
-		if behind {
-			batch = r.cfg.MarkBatchSize
-		}
-		dups, inTxn, err := r.marker.delivered(ctx, delivered, batch)
+		r.m.markWidth.Set(float64(p.width))
+		start := time.Now()
+		dups, inTxn, err := r.marker.delivered(ctx, delivered, p)
 		if err != nil {
-			return err
+			return 0, err
 		}
+		r.log.Debug("batch marked", "events", len(delivered), "width", p.width, "per_write", p.batch, "took", time.Since(start))
 		r.n.markedInTxn.Add(int64(inTxn))
 		r.m.markedInTransactions.Add(float64(inTxn))
 		r.n.delivered.Add(int64(len(delivered) - dups))
@@ -197,7 +264,7 @@ func (r *Relay) settle(ctx context.Context, arn string, recs []record, behind bo
 	for _, rec := range recs {
 		r.inPipeline.Delete(rec.eventID)
 	}
-	return r.checkpoint(ctx, arn, recs)
+	return len(delivered), r.checkpoint(ctx, arn, recs)
 }
 
 // checkpoint writes each shard's checkpoint once: its last sequence number

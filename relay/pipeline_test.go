@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -26,6 +27,8 @@ type stateDB struct {
 	cps        map[string][]string
 	// outbox marks: one UpdateItem each, or the items of a transaction
 	marked, markedInTxn int
+	// markDelay is how long an outbox mark takes.
+	markDelay time.Duration
 }
 
 func newStateDB(lost ...string) *stateDB {
@@ -46,6 +49,9 @@ func (*stateDB) Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.O
 
 func (db *stateDB) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
 	shard, ok := in.Key["shard_id"].(*types.AttributeValueMemberS)
+	if !ok {
+		time.Sleep(db.markDelay)
+	}
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if !ok {
@@ -64,6 +70,7 @@ func (db *stateDB) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInput, _
 
 // TransactWriteItems accepts outbox marks.
 func (db *stateDB) TransactWriteItems(_ context.Context, in *dynamodb.TransactWriteItemsInput, _ ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	time.Sleep(db.markDelay)
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	db.markedInTxn += len(in.TransactItems)
@@ -131,67 +138,154 @@ func TestPipelineGivesUpAShardWhoseLeaseWasLost(t *testing.T) {
 	}
 }
 
-// A batch is marked in transactions only when it was delivered before the
-// marks of the batch ahead of it landed (it waited for them: marking is
-// behind), and never with MarkBatchSize 1; otherwise each event is one
-// UpdateItem.
-func TestSettleMarksInTransactionsWhileBehind(t *testing.T) {
+// How far behind marking is, the batch after each one tells: still being
+// POSTed when the marks landed (caught up: half as wide), delivered and
+// waiting for them (behind: one wider). Behind at MarkConcurrency, the
+// marks go in transactions, unless MarkBatchSize is 1. (Far behind is
+// TestPipelineMarksFarBehindTwiceAsWide's.)
+func TestSettlePacesMarking(t *testing.T) {
 	for _, tt := range []struct {
-		name string
-		// secondLate keeps the second batch being POSTed until the first
-		// one's marks landed.
-		secondLate    bool
-		markBatch     int
-		marked, inTxn int
+		name                       string
+		markConcurrency, markBatch int
+		// late says, for each batch after the first, that it was still
+		// being POSTed when the marks of the one ahead of it landed.
+		late           []bool
+		updates, inTxn int
+		// width is the last batch's.
+		width int
 	}{
-		{name: "the second batch waited for the first one's marks", markBatch: 25, marked: 3, inTxn: 3},
-		{name: "transactions off", markBatch: 1, marked: 6},
-		{name: "the second batch was still being POSTed when the first one's marks landed", secondLate: true, markBatch: 25, marked: 6},
+		{name: "behind at the widest: transactions", markConcurrency: 1, markBatch: 25, late: []bool{false}, updates: 3, inTxn: 3, width: 1},
+		{name: "behind: one wider", markConcurrency: 4, markBatch: 25, late: []bool{false, false}, updates: 9, width: 3},
+		{name: "caught up: half as wide", markConcurrency: 4, markBatch: 25, late: []bool{false, false, true}, updates: 12, width: 1},
+		{name: "caught up at the widest: no transactions", markConcurrency: 1, markBatch: 25, late: []bool{true}, updates: 6, width: 1},
+		{name: "transactions off", markConcurrency: 1, markBatch: 1, late: []bool{false}, updates: 6, width: 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			db := newStateDB()
-			r, err := New(Config{SinkURL: "http://127.0.0.1:1/rows", MarkBatchSize: tt.markBatch, Logger: quietLogger()}, db, nil, acceptSink{})
+			r, err := New(Config{SinkURL: "http://127.0.0.1:1/rows", MarkConcurrency: tt.markConcurrency, MarkBatchSize: tt.markBatch, Logger: quietLogger()}, db, nil, acceptSink{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			batch := func(b int) *flight {
+			flights := make([]*flight, len(tt.late)+1)
+			// Room for all of them: the batcher is never held up, so no
+			// batch finds marking far behind.
+			queue := make(chan *flight, len(flights)+1)
+			for b := range flights {
 				f := &flight{done: make(chan struct{})}
 				for i := range 3 {
 					f.recs = append(f.recs, record{eventID: fmt.Sprintf("b%d-e%d", b, i), row: []byte(`{}`)})
 				}
-				return f
+				if b == 0 || !tt.late[b-1] {
+					close(f.done)
+				}
+				flights[b] = f
+				queue <- f
 			}
-			queue := make(chan *flight, 2)
-			first, second := batch(0), batch(1)
-			close(first.done)
-			queue <- first
-			queue <- second
 			close(queue)
-			if !tt.secondLate {
-				close(second.done)
-			}
 			settled := make(chan error, 1)
 			go func() { settled <- r.settleAll(t.Context(), "arn", queue) }()
-			if tt.secondLate {
-				// The second batch is taken once the first is settled.
-				for deadline := time.Now().Add(5 * time.Second); len(queue) > 0; {
+			for b := 1; b < len(flights); b++ {
+				if !tt.late[b-1] {
+					continue
+				}
+				// The batch is taken once the one ahead of it is settled.
+				for deadline := time.Now().Add(5 * time.Second); len(queue) > len(flights)-1-b; {
 					if time.Now().After(deadline) {
-						t.Fatal("the second batch was not taken within 5s")
+						t.Fatalf("batch %d was not taken within 5s", b)
 					}
 					time.Sleep(time.Millisecond)
 				}
-				close(second.done)
+				close(flights[b].done)
 			}
 			if err := <-settled; err != nil {
 				t.Fatalf("settle: %v", err)
 			}
 			db.mu.Lock()
 			defer db.mu.Unlock()
-			if db.marked != tt.marked || db.markedInTxn != tt.inTxn {
-				t.Errorf("UpdateItems %d, events in transactions %d; want %d, %d", db.marked, db.markedInTxn, tt.marked, tt.inTxn)
+			if db.marked != tt.updates || db.markedInTxn != tt.inTxn {
+				t.Errorf("UpdateItems %d, events in transactions %d; want %d, %d", db.marked, db.markedInTxn, tt.updates, tt.inTxn)
 			}
 			if got, st := testutil.ToFloat64(r.m.markedInTransactions), r.Stats().MarkedInTransactions; got != float64(tt.inTxn) || st != int64(tt.inTxn) {
 				t.Errorf("marked_in_transactions_total %v, Stats %d; want %d", got, st, tt.inTxn)
+			}
+			if got := testutil.ToFloat64(r.m.markWidth); got != float64(tt.width) {
+				t.Errorf("marking_width %v, want %d", got, tt.width)
+			}
+		})
+	}
+}
+
+// A backlog read faster than it can be marked holds the batcher up (every
+// batch it may have in flight is delivered and waits): marking is far
+// behind and doubles its width for each batch, so it marks in
+// transactions from the sixth batch on. Widening one write per batch
+// would reach MarkConcurrency (16) only at the seventeenth.
+func TestPipelineMarksFarBehindTwiceAsWide(t *testing.T) {
+	db := newStateDB()
+	db.markDelay = 2 * time.Millisecond
+	r, err := New(Config{SinkURL: "http://127.0.0.1:1/rows", BatchSize: 10, Logger: quietLogger()}, db, nil, acceptSink{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := make(chan record, 200)
+	for i := range cap(in) {
+		id := fmt.Sprintf("e%03d", i)
+		in <- record{eventID: id, row: []byte(`{"event_id":"` + id + `"}`)}
+	}
+	close(in)
+	if err := r.pipeline(t.Context(), "arn", in); err != nil {
+		t.Fatalf("pipeline: %v", err)
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	// Batches 1-5 mark 1, 2, 4, 8 and 16 at a time; 6-20 in transactions.
+	if db.marked+db.markedInTxn != 200 || db.markedInTxn != 150 {
+		t.Errorf("UpdateItems %d, events in transactions %d; want 50 and 150", db.marked, db.markedInTxn)
+	}
+}
+
+// Marking starts one write at a time and widens by one for each batch
+// that finds it behind, or doubles when far behind (the batcher is held
+// up), up to MarkConcurrency;
+// it goes to transactions only at that width, and comes back down (out of
+// transactions first, then by half) for each batch that finds it caught
+// up. With one batch in flight it stays at MarkConcurrency.
+func TestNextPace(t *testing.T) {
+	walk := func(inFlight int, lags ...lag) []pace {
+		r, err := New(Config{SinkURL: "http://127.0.0.1:1/rows", MarkConcurrency: 8, MarkBatchSize: 25, BatchesInFlight: inFlight, Logger: quietLogger()},
+			newStateDB(), nil, acceptSink{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := r.firstPace()
+		seen := []pace{p}
+		for _, l := range lags {
+			p = r.nextPace(p, l)
+			seen = append(seen, p)
+		}
+		return seen
+	}
+	const c, b, f = caughtUp, behind, farBehind
+	for _, tt := range []struct {
+		name     string
+		inFlight int
+		lags     []lag
+		want     []pace
+	}{
+		{"caught up", 4, []lag{c, c}, []pace{{1, 1}, {1, 1}, {1, 1}}},
+		{"behind: one wider each time, then transactions", 4, []lag{b, b, b, b, b, b, b, b},
+			[]pace{{1, 1}, {2, 1}, {3, 1}, {4, 1}, {5, 1}, {6, 1}, {7, 1}, {8, 1}, {8, 25}}},
+		{"far behind: twice as wide, then transactions", 4, []lag{f, f, f, f, f},
+			[]pace{{1, 1}, {2, 1}, {4, 1}, {8, 1}, {8, 25}, {8, 25}}},
+		{"caught up again: out of transactions, then half as wide", 4, []lag{f, f, f, f, c, c, c, c, c},
+			[]pace{{1, 1}, {2, 1}, {4, 1}, {8, 1}, {8, 25}, {8, 1}, {4, 1}, {2, 1}, {1, 1}, {1, 1}}},
+		{"now and then", 4, []lag{b, b, c, f, b, c},
+			[]pace{{1, 1}, {2, 1}, {3, 1}, {1, 1}, {2, 1}, {3, 1}, {1, 1}}},
+		{"one batch in flight", 1, []lag{c, f, b}, []pace{{8, 1}, {8, 1}, {8, 1}, {8, 1}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := walk(tt.inFlight, tt.lags...); !slices.Equal(got, tt.want) {
+				t.Errorf("paces %v, want %v", got, tt.want)
 			}
 		})
 	}

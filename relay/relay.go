@@ -163,7 +163,7 @@ func New(cfg Config, db DB, streams StreamsAPI, sink Sink) (*Relay, error) {
 	}
 	r.capBytes.Store(int64(cfg.BatchBytes))
 	r.marker = &marker{
-		db: db, table: cfg.Tables.Outbox, ttl: cfg.DeliveredTTL, concurrency: cfg.MarkConcurrency,
+		db: db, table: cfg.Tables.Outbox, ttl: cfg.DeliveredTTL,
 		now: time.Now, policy: r.policy,
 		onErr: func(err error) { r.log.Warn("mark failed, retrying", "err", err) },
 		onUnmarkable: func(id string, err error) {
