@@ -233,7 +233,7 @@ func TestMarksInTransactionsWhileBehind(t *testing.T) {
 		t.Errorf("relay delivered %d, duplicates %d; want 179 and 22 (20 DELIVERED and 2 FAILED before it ran)", st.Delivered, st.Duplicates)
 	}
 	// Which batches waited for marks depends on timing; which ones are
-	// marked in transactions is TestSettleMarksInTransactionsWhileBehind's.
+	// marked in transactions is TestSettlePacesMarking's.
 	if st.MarkedInTransactions == 0 {
 		t.Errorf("no event marked in a transaction: %+v", st)
 	}

@@ -115,11 +115,12 @@ type Config struct {
 	// one tells how far behind marking is: delivered and waiting for the
 	// marks (behind: one write wider next), waiting with BatchesInFlight
 	// batches so that no more can be cut (far behind: twice as wide), or
-	// still being POSTed when they landed (caught up: half as wide). So a
-	// relay that keeps up spreads its marks over the time until the next
-	// batch instead of writing them in a burst after each POST.
-	// With BatchesInFlight 1 no batch can wait, and marking always runs
-	// MarkConcurrency at a time. Default 16.
+	// still being POSTed when they landed, or none queued (caught up: out
+	// of transactions, then half as wide); a batch with nothing to POST
+	// says nothing. So a relay that keeps up spreads its marks over the
+	// time until the next batch instead of writing them in a burst after
+	// each POST. With BatchesInFlight 1 no batch can wait, and marking
+	// always runs MarkConcurrency at a time. Default 16.
 	MarkConcurrency int
 	// MarkBatchSize is the most delivered events one marking write moves
 	// to DELIVERED while marking is behind at MarkConcurrency writes at

@@ -24,14 +24,14 @@ func (r *Relay) pipeline(ctx context.Context, arn string, in <-chan record) erro
 		cancel() // a failed settle stops the batcher too
 	}()
 	err := r.batch(ctx, in, func(recs []record) error {
-		f := &flight{recs: recs, done: make(chan struct{})}
+		f := &flight{recs: recs, send: sendable(recs), done: make(chan struct{})}
 		select {
 		case queue <- f:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 		go func() {
-			f.err = r.deliver(ctx, f.recs)
+			f.err = r.deliver(ctx, f.send)
 			close(f.done)
 		}()
 		return nil
@@ -43,10 +43,11 @@ func (r *Relay) pipeline(ctx context.Context, arn string, in <-chan record) erro
 	return err
 }
 
-// flight is a batch handed to the endpoint; done closes when its POSTs are
-// over, with err set only when ctx ended first.
+// flight is a batch handed to the endpoint, send its rows to POST; done
+// closes when its POSTs are over, with err set only when ctx ended first.
 type flight struct {
 	recs []record
+	send []*record
 	done chan struct{}
 	err  error
 }
@@ -74,7 +75,7 @@ func (r *Relay) settleAll(ctx context.Context, arn string, queue <-chan *flight)
 			return err
 		}
 		next = nil
-		l := caughtUp
+		l, judged := caughtUp, true
 		select {
 		case n, ok := <-queue:
 			if !ok {
@@ -82,6 +83,10 @@ func (r *Relay) settleAll(ctx context.Context, arn string, queue <-chan *flight)
 			}
 			next = n
 			switch {
+			case len(n.send) == 0:
+				// Nothing to POST (the MODIFY records of earlier marks, or
+				// only failed rows): done at once, it says nothing of marking.
+				judged = false
 			case !n.delivered():
 			// Taking n from a full queue hands it at once the batch a
 			// waiting batcher holds: full still means the batcher waits.
@@ -92,7 +97,7 @@ func (r *Relay) settleAll(ctx context.Context, arn string, queue <-chan *flight)
 			}
 		default:
 		}
-		if marked > 0 { // a batch with nothing to mark says nothing of marking
+		if marked > 0 && judged { // nor does a batch with nothing to mark
 			p = r.nextPace(p, l)
 		}
 	}
@@ -103,7 +108,7 @@ func (r *Relay) settleAll(ctx context.Context, arn string, queue <-chan *flight)
 type lag int
 
 const (
-	// caughtUp: the next batch was still being POSTed.
+	// caughtUp: the next batch was still being POSTed, or none was queued.
 	caughtUp lag = iota
 	// behind: it was delivered, and waited for the marks.
 	behind
@@ -207,15 +212,20 @@ func (r *Relay) batch(ctx context.Context, in <-chan record, emit func([]record)
 	}
 }
 
-// deliver POSTs a batch's sendable rows; rows that cannot be delivered get
-// their fail set. It only fails when ctx ends first.
-func (r *Relay) deliver(ctx context.Context, recs []record) error {
+// sendable is what of recs is POSTed: the rows not already failed.
+func sendable(recs []record) []*record {
 	var send []*record
 	for i := range recs {
 		if recs[i].row != nil && recs[i].fail == nil {
 			send = append(send, &recs[i])
 		}
 	}
+	return send
+}
+
+// deliver POSTs a batch's sendable rows; rows that cannot be delivered get
+// their fail set. It only fails when ctx ends first.
+func (r *Relay) deliver(ctx context.Context, send []*record) error {
 	if len(send) == 0 {
 		return nil
 	}

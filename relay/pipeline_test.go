@@ -141,24 +141,30 @@ func TestPipelineGivesUpAShardWhoseLeaseWasLost(t *testing.T) {
 // How far behind marking is, the batch after each one tells: still being
 // POSTed when the marks landed (caught up: half as wide), delivered and
 // waiting for them (behind: one wider). Behind at MarkConcurrency, the
-// marks go in transactions, unless MarkBatchSize is 1. (Far behind is
+// marks go in transactions, unless MarkBatchSize is 1. A batch with
+// nothing to POST is done at once and says nothing. (Far behind is
 // TestPipelineMarksFarBehindTwiceAsWide's.)
 func TestSettlePacesMarking(t *testing.T) {
+	const (
+		waiting = iota // delivered before the marks ahead of it landed
+		late           // still being POSTed when they landed
+		nothing        // no row to POST (MODIFY records of earlier marks)
+	)
 	for _, tt := range []struct {
 		name                       string
 		markConcurrency, markBatch int
-		// late says, for each batch after the first, that it was still
-		// being POSTed when the marks of the one ahead of it landed.
-		late           []bool
+		// next is, for each batch after the first, how it was delivered.
+		next           []int
 		updates, inTxn int
 		// width is the last batch's.
 		width int
 	}{
-		{name: "behind at the widest: transactions", markConcurrency: 1, markBatch: 25, late: []bool{false}, updates: 3, inTxn: 3, width: 1},
-		{name: "behind: one wider", markConcurrency: 4, markBatch: 25, late: []bool{false, false}, updates: 9, width: 3},
-		{name: "caught up: half as wide", markConcurrency: 4, markBatch: 25, late: []bool{false, false, true}, updates: 12, width: 1},
-		{name: "caught up at the widest: no transactions", markConcurrency: 1, markBatch: 25, late: []bool{true}, updates: 6, width: 1},
-		{name: "transactions off", markConcurrency: 1, markBatch: 1, late: []bool{false}, updates: 6, width: 1},
+		{name: "behind at the widest: transactions", markConcurrency: 1, markBatch: 25, next: []int{waiting}, updates: 3, inTxn: 3, width: 1},
+		{name: "behind: one wider", markConcurrency: 4, markBatch: 25, next: []int{waiting, waiting}, updates: 9, width: 3},
+		{name: "caught up: half as wide", markConcurrency: 4, markBatch: 25, next: []int{waiting, waiting, late}, updates: 12, width: 1},
+		{name: "caught up at the widest: no transactions", markConcurrency: 1, markBatch: 25, next: []int{late}, updates: 6, width: 1},
+		{name: "transactions off", markConcurrency: 1, markBatch: 1, next: []int{waiting}, updates: 6, width: 1},
+		{name: "a batch with nothing to POST says nothing", markConcurrency: 4, markBatch: 25, next: []int{nothing, waiting}, updates: 6, width: 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			db := newStateDB()
@@ -166,16 +172,21 @@ func TestSettlePacesMarking(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			flights := make([]*flight, len(tt.late)+1)
+			flights := make([]*flight, len(tt.next)+1)
 			// Room for all of them: the batcher is never held up, so no
 			// batch finds marking far behind.
 			queue := make(chan *flight, len(flights)+1)
 			for b := range flights {
 				f := &flight{done: make(chan struct{})}
 				for i := range 3 {
-					f.recs = append(f.recs, record{eventID: fmt.Sprintf("b%d-e%d", b, i), row: []byte(`{}`)})
+					rec := record{eventID: fmt.Sprintf("b%d-e%d", b, i), row: []byte(`{}`)}
+					if b > 0 && tt.next[b-1] == nothing {
+						rec = record{}
+					}
+					f.recs = append(f.recs, rec)
 				}
-				if b == 0 || !tt.late[b-1] {
+				f.send = sendable(f.recs)
+				if b == 0 || tt.next[b-1] != late {
 					close(f.done)
 				}
 				flights[b] = f
@@ -185,7 +196,7 @@ func TestSettlePacesMarking(t *testing.T) {
 			settled := make(chan error, 1)
 			go func() { settled <- r.settleAll(t.Context(), "arn", queue) }()
 			for b := 1; b < len(flights); b++ {
-				if !tt.late[b-1] {
+				if tt.next[b-1] != late {
 					continue
 				}
 				// The batch is taken once the one ahead of it is settled.
@@ -222,7 +233,7 @@ func TestSettlePacesMarking(t *testing.T) {
 // would reach MarkConcurrency (16) only at the seventeenth.
 func TestPipelineMarksFarBehindTwiceAsWide(t *testing.T) {
 	db := newStateDB()
-	db.markDelay = 2 * time.Millisecond
+	db.markDelay = 10 * time.Millisecond
 	r, err := New(Config{SinkURL: "http://127.0.0.1:1/rows", BatchSize: 10, Logger: quietLogger()}, db, nil, acceptSink{})
 	if err != nil {
 		t.Fatal(err)
@@ -238,9 +249,10 @@ func TestPipelineMarksFarBehindTwiceAsWide(t *testing.T) {
 	}
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	// Batches 1-5 mark 1, 2, 4, 8 and 16 at a time; 6-20 in transactions.
-	if db.marked+db.markedInTxn != 200 || db.markedInTxn != 150 {
-		t.Errorf("UpdateItems %d, events in transactions %d; want 50 and 150", db.marked, db.markedInTxn)
+	// Batches 1-5 mark 1, 2, 4, 8 and 16 at a time, 6-20 in transactions
+	// (150 events); one wider per batch would leave at most 40 for them.
+	if db.marked+db.markedInTxn != 200 || db.markedInTxn < 120 {
+		t.Errorf("UpdateItems %d, events in transactions %d; want 200 in all, about 150 in transactions", db.marked, db.markedInTxn)
 	}
 }
 
