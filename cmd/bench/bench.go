@@ -169,7 +169,7 @@ type Result struct {
 	// endpoint; nil for modes without analytics.
 	EndToEnd *Latency `json:"end_to_end_latency,omitempty"`
 	// DrainS is how long after the last booking the last row arrived (or
-	// the drain timeout).
+	// the drain timeout); for txn-floor-marks, the last mark was made.
 	DrainS                float64 `json:"drain_s,omitempty"`
 	EndpointRequests      int     `json:"endpoint_requests"`
 	EndpointRequestsPer1k float64 `json:"endpoint_requests_per_1000_events"`
@@ -227,6 +227,7 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 		bp      *bookingProc
 		bpProxy *ddbProxy
 		q       *memQueue
+		mq      *markQueue
 		op      bookingOp
 	)
 	if hasAnalytics(mode) {
@@ -249,7 +250,15 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 	case ModePutOnly:
 		op = putOnlyOp(st.db, st.tables.Bookings)
 	case ModeTxnFloor:
-		op = txnFloorOp(st.db, st.tables.Bookings, st.tables.Outbox)
+		op = txnFloorOp(st.db, st.tables.Bookings, st.tables.Outbox, nil)
+	case ModeTxnFloorMarks:
+		mq = startMarkQueue(st.db, st.tables.Outbox)
+		defer func() {
+			if mq != nil {
+				mq.close()
+			}
+		}()
+		op = txnFloorOp(st.db, st.tables.Bookings, st.tables.Outbox, mq)
 	case ModeSyncDualWrite:
 		op = syncDualWriteOp(st.db, st.tables.Bookings, e.hc, sk.url)
 	case ModeMemoryQueue:
@@ -277,7 +286,7 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 	default:
 		return res, fmt.Errorf("unknown mode %q", mode)
 	}
-	if err := e.warmUpMode(ctx, label, op, sk, rp); err != nil {
+	if err := e.warmUpMode(ctx, label, op, sk, rp, mq); err != nil {
 		return res, err
 	}
 	var before endpoint.Stats // what the warm-up sent
@@ -290,6 +299,10 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 		bpProxy.snapshot() // and the booking process's
 	}
 
+	markedBefore := 0
+	if mq != nil {
+		markedBefore = mq.count()
+	}
 	cpuBefore, cpuOK := st.emulatorCPU()
 	var n loadCounters
 	stopProgress := e.progress(label, e.cfg.Bookings, &n, sk)
@@ -300,6 +313,18 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 	}
 	res.Committed = len(lo.latencies)
 	res.Errors, res.AnalyticsErrors = lo.errs, lo.analyticsErrs
+	if mq != nil {
+		// Its marks are counted and timed with its bookings' writes.
+		t0 := time.Now()
+		if err := mq.wait(ctx); err != nil {
+			stopProgress()
+			return res, fmt.Errorf("marks did not finish within -mode-timeout: %w", err)
+		}
+		res.DrainS = time.Since(t0).Seconds()
+		// Each committed booking's event must have moved from PENDING
+		// to DELIVERED: what did not counts as an analytics error.
+		res.AnalyticsErrors += max(len(lo.latencies)-(mq.count()-markedBefore), 0)
+	}
 	if lo.firstErr != nil {
 		res.FirstErr = lo.firstErr.Error()
 	}
@@ -327,6 +352,9 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 		_, dropped := q.close()
 		q = nil
 		res.AnalyticsErrors += dropped
+	case mq != nil:
+		mq.close()
+		mq = nil
 	case rp != nil:
 		m, err := e.waitMarked(ctx, rp, sk.received(), markWait, nil)
 		if err != nil {
@@ -369,7 +397,7 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 // waits until what it sent was delivered and marked: DynamoDB Local's JIT
 // compiles each operation's path (stream writes, UpdateItem, GetRecords)
 // only once it runs, and a mode must not pay for that in its figures.
-func (e *env) warmUpMode(ctx context.Context, label string, op bookingOp, sk *sink, rp *relayProc) error {
+func (e *env) warmUpMode(ctx context.Context, label string, op bookingOp, sk *sink, rp *relayProc, mq *markQueue) error {
 	d := time.Duration(e.cfg.ModeWarmUp)
 	if d <= 0 {
 		return nil
@@ -381,6 +409,11 @@ func (e *env) warmUpMode(ctx context.Context, label string, op bookingOp, sk *si
 	}
 	if sk != nil {
 		sk.waitForAll(ctx, lo.commits, time.Duration(e.cfg.DrainTimeout))
+	}
+	if mq != nil {
+		if err := mq.wait(ctx); err != nil {
+			return fmt.Errorf("warm-up: marks: %w", err)
+		}
 	}
 	if rp != nil {
 		if _, err := e.waitMarked(ctx, rp, sk.received(), markWait, nil); err != nil {

@@ -274,3 +274,26 @@ func TestSinkNotesOnlyAcceptedRows(t *testing.T) {
 		t.Fatalf("posts %d, want 5 (accepted or not)", n)
 	}
 }
+
+func TestProblemsFlagWhatMustNeverHappen(t *testing.T) {
+	tests := []struct {
+		name string
+		run  Result
+		want int
+	}{
+		{"clean outbox", Result{Mode: ModeOutbox}, 0},
+		{"booking errors", Result{Mode: ModeTxnFloor, Errors: 2, FirstErr: "boom"}, 1},
+		{"outbox lost an event", Result{Mode: ModeOutbox, Lost: 1}, 1},
+		{"memory-queue loses by design", Result{Mode: ModeMemoryQueue, Lost: 5, AnalyticsErrors: 5}, 0},
+		{"sync-dual-write POST failed", Result{Mode: ModeSyncDualWrite, AnalyticsErrors: 1}, 0},
+		{"txn-floor-marks left events unmarked", Result{Mode: ModeTxnFloorMarks, AnalyticsErrors: 3}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := &Report{Runs: []Result{tt.run}}
+			if got := rep.problems(); len(got) != tt.want {
+				t.Errorf("problems() = %q, want %d", got, tt.want)
+			}
+		})
+	}
+}

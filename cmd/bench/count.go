@@ -39,6 +39,12 @@ func (c *countingDB) TransactWriteItems(ctx context.Context, in *dynamodb.Transa
 	return c.db.TransactWriteItems(ctx, in, optFns...)
 }
 
+func (c *countingDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	c.requests.Add(1)
+	c.items.Add(1)
+	return c.db.UpdateItem(ctx, in, optFns...)
+}
+
 func (c *countingDB) reset() {
 	c.requests.Store(0)
 	c.items.Store(0)

@@ -23,8 +23,12 @@ import (
 
 // The modes, in their default order.
 const (
-	ModePutOnly       = "put-only"
-	ModeTxnFloor      = "txn-floor"
+	ModePutOnly  = "put-only"
+	ModeTxnFloor = "txn-floor"
+	// ModeTxnFloorMarks is txn-floor plus the relay's marking write per
+	// event, off the request path: the floor of any relay that records
+	// delivery in the outbox table, on the same DynamoDB.
+	ModeTxnFloorMarks = "txn-floor-marks"
 	ModeSyncDualWrite = "sync-dual-write"
 	ModeMemoryQueue   = "memory-queue"
 	ModeOutbox        = "outbox"
@@ -34,7 +38,7 @@ const (
 )
 
 // AllModes lists every mode in its default order.
-var AllModes = []string{ModePutOnly, ModeTxnFloor, ModeSyncDualWrite, ModeMemoryQueue, ModeOutbox, ModeBookingHTTP}
+var AllModes = []string{ModePutOnly, ModeTxnFloor, ModeTxnFloorMarks, ModeSyncDualWrite, ModeMemoryQueue, ModeOutbox, ModeBookingHTTP}
 
 // hasAnalytics says whether a mode delivers events to the endpoint.
 func hasAnalytics(mode string) bool {
@@ -106,8 +110,9 @@ func putOnlyOp(db *countingDB, bookingsTable string) bookingOp {
 // txnFloorOp: booking + outbox-shaped item in one raw TransactWriteItems,
 // straight from the SDK, into an outbox-shaped table no relay reads. The
 // item and its condition are exactly what outbox.Writer sends; what is
-// skipped is the Writer's validation and error classification.
-func txnFloorOp(db *countingDB, bookingsTable, floorOutbox string) bookingOp {
+// skipped is the Writer's validation and error classification. With
+// marks, each committed event is then queued to be marked DELIVERED.
+func txnFloorOp(db *countingDB, bookingsTable, floorOutbox string, marks *markQueue) bookingOp {
 	return func(ctx context.Context, i int) (commit, error) {
 		p, ev, err := newBookingWrite(bookingsTable, i, true)
 		if err != nil {
@@ -127,6 +132,9 @@ func txnFloorOp(db *countingDB, bookingsTable, floorOutbox string) bookingOp {
 				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 			}},
 		}})
+		if err == nil && marks != nil {
+			marks.push(ev.ID)
+		}
 		return commit{}, err
 	}
 }
@@ -308,4 +316,119 @@ func (q *memQueue) close() (posts, dropped int) {
 	close(q.stop)
 	<-q.done
 	return q.posts, q.dropped
+}
+
+// markQueue is txn-floor-marks' marking: one worker marks each committed
+// event DELIVERED with the UpdateItem the relay sends for an event
+// (relay/marker.go), one write at a time, in commit order, as soon as it
+// is queued. No stream is read and nothing is POSTed, so what it adds to
+// txn-floor is the marking write alone. One at a time is the relay's pace
+// while it keeps up, and the gentlest on the bookings: when it cannot keep
+// up the queue grows (it is unbounded, so a booking never waits for it)
+// and the marks left when the bookings end are reported as drain_s, which
+// makes its booking latency a lower bound for marking every event.
+type markQueue struct {
+	db    *countingDB
+	table string
+	ttl   time.Duration
+
+	mu     sync.Mutex
+	wake   *sync.Cond
+	ids    []string
+	busy   bool // the worker is marking an id taken off ids
+	closed bool
+	marked int // events moved from PENDING to DELIVERED
+	done   chan struct{}
+}
+
+func startMarkQueue(db *countingDB, table string) *markQueue {
+	q := &markQueue{db: db, table: table, ttl: relay.Config{}.WithDefaults().DeliveredTTL, done: make(chan struct{})}
+	q.wake = sync.NewCond(&q.mu)
+	go q.run()
+	return q
+}
+
+func (q *markQueue) push(id string) {
+	q.mu.Lock()
+	q.ids = append(q.ids, id)
+	q.mu.Unlock()
+	q.wake.Signal()
+}
+
+func (q *markQueue) run() {
+	defer close(q.done)
+	for {
+		q.mu.Lock()
+		q.busy = false
+		for len(q.ids) == 0 && !q.closed {
+			q.wake.Wait()
+		}
+		if len(q.ids) == 0 {
+			q.mu.Unlock()
+			return
+		}
+		id := q.ids[0]
+		q.ids = q.ids[1:]
+		q.busy = true
+		q.mu.Unlock()
+		if err := q.mark(id); err == nil {
+			q.mu.Lock()
+			q.marked++
+			q.mu.Unlock()
+		}
+	}
+}
+
+func (q *markQueue) mark(id string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	now := time.Now().UTC()
+	_, err := q.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:           aws.String(q.table),
+		Key:                 map[string]types.AttributeValue{outbox.AttrEventID: &types.AttributeValueMemberS{Value: id}},
+		UpdateExpression:    aws.String("SET #status = :delivered, #dat = :at, #exp = :exp REMOVE #bucket, #claimer, #claimexp"),
+		ConditionExpression: aws.String("#status = :pending"),
+		ExpressionAttributeNames: map[string]string{
+			"#status": outbox.AttrStatus, "#dat": outbox.AttrDeliveredAt, "#exp": outbox.AttrExpiresAt,
+			"#bucket": outbox.AttrPendingBucket, "#claimer": outbox.AttrClaimedBy, "#claimexp": outbox.AttrClaimExpiresAt,
+		},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pending":   &types.AttributeValueMemberS{Value: string(outbox.StatusPending)},
+			":delivered": &types.AttributeValueMemberS{Value: string(outbox.StatusDelivered)},
+			":at":        &types.AttributeValueMemberS{Value: now.Format(time.RFC3339Nano)},
+			":exp":       &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Add(q.ttl).Unix(), 10)},
+		},
+	})
+	return err
+}
+
+// count is how many events were marked so far.
+func (q *markQueue) count() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.marked
+}
+
+// wait returns once every id pushed so far is marked (or failed).
+func (q *markQueue) wait(ctx context.Context) error {
+	for {
+		q.mu.Lock()
+		idle := len(q.ids) == 0 && !q.busy
+		q.mu.Unlock()
+		if idle {
+			return nil
+		}
+		if err := sleep(ctx, 10*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// close marks what is queued and stops the worker.
+func (q *markQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.wake.Signal()
+	<-q.done
 }

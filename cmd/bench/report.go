@@ -92,6 +92,7 @@ var figures = []figure{
 	{"endpoint_requests_per_1000_events", "endpoint req/1k events", true, func(r Result) float64 { return r.EndpointRequestsPer1k }, "%.1f"},
 	{"ddb_write_requests_per_event", "DDB write req/event", false, func(r Result) float64 { return r.WritesPerEvent }, "%.3f"},
 	{"ddb_write_items_per_event", "DDB write items/event", false, func(r Result) float64 { return r.WriteItemsPerEvent }, "%.3f"},
+	{"drain_s", "done after last booking s", false, func(r Result) float64 { return orNaN(r.DrainS) }, "%.2f"},
 	{"ddb_local_cpu_ms_per_booking", "DynamoDB Local CPU ms/booking", false, func(r Result) float64 { return orNaN(r.EmulatorCPUMs) }, "%.2f"},
 	{"lost", "events lost", true, func(r Result) float64 { return float64(r.Lost) }, "%.0f"},
 	{"duplicates", "duplicates", true, func(r Result) float64 { return float64(r.Duplicates) }, "%.0f"},
@@ -110,7 +111,7 @@ func orNaN(v float64) float64 {
 var ratioFigures = []string{"bookings_per_s", "booking_p50_ms", "booking_p99_ms"}
 
 // baselines are the modes every mode is compared with.
-var baselines = []string{ModePutOnly, ModeTxnFloor, ModeSyncDualWrite}
+var baselines = []string{ModePutOnly, ModeTxnFloor, ModeTxnFloorMarks, ModeSyncDualWrite}
 
 func methods() map[string]string {
 	return map[string]string{
@@ -134,6 +135,7 @@ func methods() map[string]string {
 		"ddb_local_cpu":      "DynamoDB Local's CPU time (utime+stime of its process, read from the host's /proc) from the first booking until every row arrived and, for the relay's modes, was marked, per committed booking; it shows where DynamoDB Local's work goes, since every mode shares its two cores with it",
 		"ratios":             "median of the mode / median of the baseline",
 		"txn-floor":          "raw TransactWriteItems of the booking and the same outbox item outbox.Writer sends, into the run's outbox table (stream, index, TTL); no relay runs",
+		"txn-floor-marks":    "txn-floor, and after each commit the event is queued in-process (unbounded, so a booking never waits) for one worker that marks it DELIVERED with the relay's own conditional UpdateItem (status, delivered_at, expires_at; leaves the pending index), one write at a time in commit order; no stream is read and nothing is POSTed: the DynamoDB work that marking every event adds to txn-floor, without the rest of the relay. Marks still queued when the bookings end are made after them (drain_s: last booking to last mark), so its booking latency is a lower bound for marking every event; marks not made count as analytics errors",
 		"memory-queue":       "PutItem, then append to an in-process slice; a worker POSTs all of it as one JSON array every 2s; a failed POST drops its rows",
 		"client_settings":    "every mode writes through the same dynamo.NewClients client",
 		"endpoint":           "the endpoint (cmd/analytics-sink/endpoint, no profile) runs in the bench process; the relay runs with -sink-profile generic",

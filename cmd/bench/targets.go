@@ -157,8 +157,9 @@ func (s *Saturation) judged() *Step {
 }
 
 // problems lists what must never happen, whatever the machine's speed:
-// booking errors, and events lost on the relay's path (outbox,
-// booking-http, the capacity scenarios, outbox after SIGKILL). The other
+// booking errors, events lost on the relay's path (outbox, booking-http,
+// the capacity scenarios, outbox after SIGKILL) and txn-floor-marks'
+// marks not made (its figures would then leave writes out). The other
 // modes lose events by design.
 func (rep *Report) problems() []string {
 	var out []string
@@ -168,6 +169,9 @@ func (rep *Report) problems() []string {
 		}
 		if usesRelay(r.Mode) && r.Lost > 0 {
 			out = append(out, fmt.Sprintf("%s round %d: %d events lost", r.Mode, r.Round, r.Lost))
+		}
+		if r.Mode == ModeTxnFloorMarks && r.AnalyticsErrors > 0 {
+			out = append(out, fmt.Sprintf("%s round %d: %d events not marked", r.Mode, r.Round, r.AnalyticsErrors))
 		}
 	}
 	c := rep.Capacity
