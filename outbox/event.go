@@ -142,7 +142,43 @@ func (e Event) Validate() error {
 	if e.OccurredAt.IsZero() {
 		return &ValidationError{Field: AttrOccurredAt, Reason: "must be set"}
 	}
-	return ValidatePayload(e.Payload)
+	if err := ValidatePayload(e.Payload); err != nil {
+		return err
+	}
+	if k, ok := duplicateKey(e.Payload); ok {
+		return &ValidationError{Field: AttrPayload, Reason: fmt.Sprintf("has the key %q twice", k)}
+	}
+	return nil
+}
+
+// duplicateKey reports a key that the JSON object p has twice at its top
+// level, where keys become a row's columns: decoders keep one of the two
+// values (encoding/json the last), so the row would silently lose the
+// other. It is checked when an event is written, not by the relay, which
+// delivers events stored before the check as it always did. p must be
+// valid JSON (see ValidatePayload).
+func duplicateKey(p []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(p))
+	if _, err := dec.Token(); err != nil { // {
+		return "", false
+	}
+	seen := make(map[string]bool)
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		k, _ := t.(string)
+		if seen[k] {
+			return k, true
+		}
+		seen[k] = true
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return "", false
+		}
+	}
+	return "", false
 }
 
 // ValidatePayload checks that p is one JSON object, the only payload shape

@@ -73,6 +73,10 @@ func TestEventValidate(t *testing.T) {
 		{"payload with invalid UTF-8", []byte("{\"name\":\"caf\xe9\"}"), nil, AttrPayload},
 		{"payload with multibyte UTF-8", []byte(`{"name":"café"}`), nil, ""},
 		{"aggregate id with invalid UTF-8", map[string]int{}, func(e *Event) { e.AggregateID = "a\xff" }, AttrAggregateID},
+		{"payload with a key twice", []byte(`{"a":1,"b":2,"a":3}`), nil, AttrPayload},
+		{"payload with a key twice, once escaped", []byte(`{"a":1,"\u0061":2}`), nil, AttrPayload},
+		{"nested objects may repeat an outer key", []byte(`{"a":{"a":1},"b":{"a":2}}`), nil, ""},
+		{"payload with a key twice set after NewEvent", map[string]int{}, func(e *Event) { e.Payload = []byte(`{"x":[1],"x":[2]}`) }, AttrPayload},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
