@@ -345,6 +345,38 @@ func TestSweeperDeliversEventsTheStreamMissed(t *testing.T) {
 	e.reportDuplicates()
 }
 
+// A lease row left behind for a shard the stream no longer lists (its
+// records trimmed while no relay finished it: no relay can take it over)
+// must not hold the sweeper back. It publishes settled_before three hours
+// ago, so before the sweeper went by the shard listing it would have left
+// these events alone until the row's updated_at was a day old.
+func TestSweeperIgnoresTheLeaseOfAShardTheStreamLost(t *testing.T) {
+	e := newEnv(t, endpoint.Options{})
+	ctx := t.Context()
+	arn, err := dynamo.StreamARN(ctx, clients.DB, e.tables.Outbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghost := &dynamo.Leases{DB: clients.DB, Table: e.tables.State, Owner: "ghost", Duration: time.Millisecond}
+	const gone = "shardId-00000000000000000000-trimmed"
+	if _, err := ghost.Acquire(ctx, arn, dynamo.Shard{ID: gone}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ghost.Checkpoint(ctx, arn, gone, "5", time.Now().Add(-3*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	ids := e.commitEvents(40, 4)
+	cfg := e.relayConfig()
+	cfg.StartPosition = relay.StartLatest
+	cfg.SweepAfter = 2 * time.Second
+	cfg.SweepInterval = 500 * time.Millisecond
+	r, _ := e.startRelay(cfg)
+	e.waitDelivered(ids, time.Minute)
+	if s := r.Stats(); s.Swept < int64(len(ids)) {
+		t.Fatalf("relay stats %+v: want all %d swept", s, len(ids))
+	}
+}
+
 // The outbox stream is re-enabled (a new ARN) during an endpoint outage
 // while two relays share it. The relay that holds the shard retries its
 // batch of the old stream; the other moves to the new stream at once and

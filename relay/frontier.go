@@ -134,11 +134,18 @@ func (w *shardWork) settledBefore() time.Time {
 // The leases of a stream the table no longer uses (left) count only while
 // they are live: their owner is still settling what it read before it
 // moves on, and once it released them, or died, nobody reads that stream
-// again and what it held is the sweepers'.
-func peersLag(leases []dynamo.Lease, owner string, now time.Time, left bool) time.Duration {
+// again and what it held is the sweepers'. The same holds for an expired
+// lease of a shard the stream no longer lists (unlisted, from the last
+// shard sync): its records were trimmed, so no relay can take it over,
+// and it would otherwise hold the sweepers back until its updated_at is
+// a day old. A live one still counts: its shard may be newer than the
+// listing, which is refreshed every ShardSyncInterval, within the
+// LeaseDuration a new owner has before its lease could expire.
+func peersLag(leases []dynamo.Lease, owner string, now time.Time, left bool, unlisted func(shardID string) bool) time.Duration {
 	var lag time.Duration
 	for _, l := range leases {
-		if l.Finished() || l.Owner == owner || (left && l.ExpiresAtMilli <= now.UnixMilli()) {
+		expired := l.ExpiresAtMilli <= now.UnixMilli()
+		if l.Finished() || l.Owner == owner || (left && expired) || (expired && unlisted != nil && unlisted(l.ShardID)) {
 			continue
 		}
 		if upd, err := time.Parse(time.RFC3339Nano, l.UpdatedAt); err == nil && now.Sub(upd) > streamRetention {

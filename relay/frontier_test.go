@@ -297,7 +297,7 @@ func TestPeersLag(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := peersLag(tt.leases, "a", now, false); got != tt.want {
+			if got := peersLag(tt.leases, "a", now, false, nil); got != tt.want {
 				t.Fatalf("lag %s, want %s", got, tt.want)
 			}
 		})
@@ -331,11 +331,46 @@ func TestPeersLagOnALeftStream(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := peersLag([]dynamo.Lease{tt.lease}, "a", now, true); got != tt.want {
+			if got := peersLag([]dynamo.Lease{tt.lease}, "a", now, true, nil); got != tt.want {
 				t.Fatalf("lag %s, want %s", got, tt.want)
 			}
-			if tt.lease.ExpiresAtMilli <= now.UnixMilli() && peersLag([]dynamo.Lease{tt.lease}, "a", now, false) == 0 {
+			if tt.lease.ExpiresAtMilli <= now.UnixMilli() && peersLag([]dynamo.Lease{tt.lease}, "a", now, false, nil) == 0 {
 				t.Fatal("on the current stream a lease waiting for takeover must still count")
+			}
+		})
+	}
+}
+
+// On the current stream, an expired lease of a shard the last listing
+// lacks (trimmed away: no relay can take it over) no longer holds the
+// sweeper back; a live one, or one whose shard is listed, still does.
+func TestPeersLagLeavesUnlistedShards(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	lease := func(shard string, expiresIn time.Duration) dynamo.Lease {
+		return dynamo.Lease{
+			ShardID: shard, Owner: "b", Checkpoint: "5",
+			UpdatedAt:          now.Add(-time.Hour).Format(time.RFC3339Nano),
+			ExpiresAtMilli:     now.Add(expiresIn).UnixMilli(),
+			SettledBeforeMilli: now.Add(-3 * time.Hour).UnixMilli(),
+		}
+	}
+	listed := func(id string) bool { return id != "shard-gone" }
+	unlisted := func(id string) bool { return !listed(id) }
+	tests := []struct {
+		name     string
+		lease    dynamo.Lease
+		unlisted func(string) bool
+		want     time.Duration
+	}{
+		{"expired, shard gone from the stream", lease("shard-gone", -time.Minute), unlisted, 0},
+		{"live, shard not listed yet", lease("shard-gone", time.Minute), unlisted, 3 * time.Hour},
+		{"expired, shard listed: waits for takeover", lease("shard-1", -time.Minute), unlisted, 3 * time.Hour},
+		{"expired, stream not listed yet", lease("shard-gone", -time.Minute), nil, 3 * time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := peersLag([]dynamo.Lease{tt.lease}, "a", now, false, tt.unlisted); got != tt.want {
+				t.Fatalf("lag %s, want %s", got, tt.want)
 			}
 		})
 	}

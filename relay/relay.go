@@ -110,6 +110,25 @@ type Relay struct {
 	// sweeper must leave to them. Run appends between tails, so the
 	// sweeper, started by the next tail, reads it without a lock.
 	leftStreams []leftStream
+	// listed is the current stream's shards as the last shard sync found
+	// them, for the sweeper (see peersLag).
+	listed atomic.Pointer[shardListing]
+}
+
+// shardListing is the set of shard ids DescribeStream listed for a stream.
+type shardListing struct {
+	arn string
+	ids map[string]bool
+}
+
+// unlisted reports, for stream arn, whether its last listing lacked a
+// shard; nil when arn has not been listed yet.
+func (r *Relay) unlisted(arn string) func(shardID string) bool {
+	l := r.listed.Load()
+	if l == nil || l.arn != arn {
+		return nil
+	}
+	return func(id string) bool { return !l.ids[id] }
 }
 
 // New builds a relay. sink may be nil, in which case batches are POSTed to
@@ -416,6 +435,7 @@ func (r *Relay) syncShards(ctx context.Context, arn string, running map[string]*
 	for _, s := range shards {
 		known[s.ID] = true
 	}
+	r.listed.Store(&shardListing{arn: arn, ids: known})
 	for _, s := range shards {
 		if running[s.ID] != nil || finished[s.ID] {
 			continue
