@@ -77,7 +77,13 @@ func (e *env) relayConfig() relay.Config {
 // early and returns Run's error.
 func (e *env) startRelay(cfg relay.Config) (r *relay.Relay, stop func() error) {
 	e.t.Helper()
-	r, err := relay.New(cfg, e.cl.DB, e.cl.Streams, nil)
+	return e.startRelayOn(cfg, e.cl.DB)
+}
+
+// startRelayOn is startRelay with the relay's DynamoDB client db.
+func (e *env) startRelayOn(cfg relay.Config, db relay.DB) (r *relay.Relay, stop func() error) {
+	e.t.Helper()
+	r, err := relay.New(cfg, db, e.cl.Streams, nil)
 	if err != nil {
 		e.t.Fatalf("new relay: %v", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/ddboutbox/ddboutbox/cmd/analytics-sink/endpoint"
 	"github.com/ddboutbox/ddboutbox/dynamo"
 	"github.com/ddboutbox/ddboutbox/outbox"
+	"github.com/ddboutbox/ddboutbox/relay"
 )
 
 // A relay stopped with SIGTERM in the middle of a stream of commits exits 0
@@ -187,6 +188,54 @@ func TestModifyAndRemoveProduceNoRows(t *testing.T) {
 // reasons and count as duplicates, an item with no room for the mark is
 // left PENDING without holding the rest up, and every other event ends
 // DELIVERED.
+// lossyDB is the relay's DynamoDB behind a connection that drops answers:
+// the first loseUpdates UpdateItems on table, and the first
+// loseTransactions TransactWriteItems, are applied and then answered with
+// an error, as when a connection resets after DynamoDB applied a request.
+type lossyDB struct {
+	relay.DB
+	table                         string
+	loseUpdates, loseTransactions atomic.Int64
+}
+
+var errConnReset = errors.New("read tcp: connection reset by peer")
+
+func (d *lossyDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	out, err := d.DB.UpdateItem(ctx, in, optFns...)
+	if err == nil && aws.ToString(in.TableName) == d.table && d.loseUpdates.Add(-1) >= 0 {
+		return nil, errConnReset
+	}
+	return out, err
+}
+
+func (d *lossyDB) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	out, err := d.DB.TransactWriteItems(ctx, in, optFns...)
+	if err == nil && d.loseTransactions.Add(-1) >= 0 {
+		return nil, errConnReset
+	}
+	return out, err
+}
+
+// A mark whose answer was lost is retried, and its retry finds the event
+// already DELIVERED by itself: that is not a duplicate (DynamoDB Local
+// returns the item with the failed condition, and its delivered_at is the
+// mark's own).
+func TestMarksWhoseAnswerWasLostAreNotDuplicates(t *testing.T) {
+	e := newEnv(t, endpoint.Options{})
+	ids := e.commitEvents(50, 4)
+	db := &lossyDB{DB: e.cl.DB, table: e.tables.Outbox}
+	db.loseUpdates.Store(5)
+	r, _ := e.startRelayOn(e.relayConfig(), db)
+	e.waitDelivered(ids, 30*time.Second)
+	e.waitMarked(len(ids), 30*time.Second)
+	if n := db.loseUpdates.Load(); n > 0 {
+		t.Fatalf("%d answers still to lose: the relay made fewer marks than expected", n)
+	}
+	if st := r.Stats(); st.Delivered != int64(len(ids)) || st.Duplicates != 0 {
+		t.Fatalf("relay %+v: want %d delivered and no duplicates", st, len(ids))
+	}
+}
+
 func TestMarksInTransactionsWhileBehind(t *testing.T) {
 	e := newEnv(t, endpoint.Options{})
 	ids := e.commitEvents(100, 4)
@@ -221,7 +270,13 @@ func TestMarksInTransactionsWhileBehind(t *testing.T) {
 	// Marking widens to 2 writes for the first batch that waits, and goes
 	// to transactions for the next.
 	cfg.BatchSize, cfg.MarkConcurrency, cfg.MarkBatchSize = 10, 2, 25
-	r, _ := e.startRelay(cfg)
+	// The answers to two marking transactions are lost after they landed:
+	// their retries find the events marked by themselves, which must not
+	// count as duplicates (DynamoDB returns each item with its cancellation
+	// reason, and its delivered_at is the transaction's own).
+	db := &lossyDB{DB: e.cl.DB}
+	db.loseTransactions.Store(2)
+	r, _ := e.startRelayOn(cfg, db)
 	e.waitDelivered(append(slices.Clone(ids), huge.ID), 60*time.Second)
 	waitFor(t, 30*time.Second, func() (bool, string) {
 		st := r.Stats()
@@ -234,8 +289,8 @@ func TestMarksInTransactionsWhileBehind(t *testing.T) {
 	}
 	// Which batches waited for marks depends on timing; which ones are
 	// marked in transactions is TestSettlePacesMarking's.
-	if st.MarkedInTransactions == 0 {
-		t.Errorf("no event marked in a transaction: %+v", st)
+	if st.MarkedInTransactions == 0 || db.loseTransactions.Load() > 0 {
+		t.Errorf("no event marked in a transaction, or fewer than the 2 whose answers were lost: %+v", st)
 	}
 	if s := e.summary(); s.Delivered != 198 || s.Failed != 2 || s.Pending != 1 {
 		t.Errorf("outbox %+v; want 198 DELIVERED, 2 FAILED, 1 PENDING (the item with no room for the mark)", s)

@@ -66,6 +66,20 @@ type mark struct {
 	expr   string
 	names  map[string]string
 	values map[string]types.AttributeValue
+	// stamp is the attribute the mark sets to its own time (":at", to the
+	// nanosecond). An item that fails the condition with that very value
+	// was moved by this mark, in an attempt whose answer was lost (a
+	// timeout, a reset connection), not by another relay: it is not a
+	// duplicate.
+	stamp string
+}
+
+// landed reports whether item, returned by a failed condition, already
+// carries this mark.
+func (mk mark) landed(item map[string]types.AttributeValue) bool {
+	got, ok := item[mk.stamp].(*types.AttributeValueMemberS)
+	at, _ := mk.values[":at"].(*types.AttributeValueMemberS)
+	return ok && at != nil && got.Value == at.Value
 }
 
 // delivered marks ids DELIVERED, p.width writes at a time, each an
@@ -74,7 +88,7 @@ type mark struct {
 // duplicate) and how many were marked in transactions.
 func (m *marker) delivered(ctx context.Context, ids []string, p pace) (dups, inTxn int, err error) {
 	now := m.now().UTC()
-	mk := m.mark("SET #status = :delivered, #dat = :at, #exp = :exp "+leavePending,
+	mk := m.mark("SET #status = :delivered, #dat = :at, #exp = :exp "+leavePending, outbox.AttrDeliveredAt,
 		map[string]string{"#dat": outbox.AttrDeliveredAt, "#exp": outbox.AttrExpiresAt},
 		map[string]types.AttributeValue{
 			":delivered": &types.AttributeValueMemberS{Value: string(outbox.StatusDelivered)},
@@ -129,7 +143,11 @@ func (m *marker) markAll(ctx context.Context, ids []string, mk mark) (dups, inTx
 				for i, r := range canceled.CancellationReasons {
 					switch aws.ToString(r.Code) {
 					case "ConditionalCheckFailed":
-						dups++
+						if mk.landed(r.Item) {
+							inTxn++ // in an earlier attempt of this transaction
+						} else {
+							dups++
+						}
 					case "ValidationError":
 						alone = append(alone, ids[i])
 					default: // None (cancelled for another item), TransactionConflict, ThrottlingError
@@ -182,7 +200,7 @@ func (m *marker) failed(ctx context.Context, id string, cause error, attempts in
 	if len(reason) > maxLastError {
 		reason = reason[:maxLastError]
 	}
-	_, err := m.markOne(ctx, id, m.mark("SET #status = :failed, #err = :err, #fat = :at, #attempts = :n "+leavePending,
+	_, err := m.markOne(ctx, id, m.mark("SET #status = :failed, #err = :err, #fat = :at, #attempts = :n "+leavePending, outbox.AttrFailedAt,
 		map[string]string{"#err": outbox.AttrLastError, "#fat": outbox.AttrFailedAt, "#attempts": outbox.AttrAttempts},
 		map[string]types.AttributeValue{
 			":failed": &types.AttributeValueMemberS{Value: string(outbox.StatusFailed)},
@@ -197,11 +215,12 @@ func (m *marker) failed(ctx context.Context, id string, cause error, attempts in
 // sparse pending index and the sweeper's claim.
 const leavePending = "REMOVE #bucket, #claimer, #claimexp"
 
-// mark builds a mark from its update expression and what it names besides
-// the status and leavePending's attributes.
-func (m *marker) mark(expr string, names map[string]string, values map[string]types.AttributeValue) mark {
+// mark builds a mark from its update expression, its stamp attribute and
+// what it names besides the status and leavePending's attributes.
+func (m *marker) mark(expr, stamp string, names map[string]string, values map[string]types.AttributeValue) mark {
 	mk := mark{
-		expr: expr,
+		expr:  expr,
+		stamp: stamp,
 		names: map[string]string{
 			"#status": outbox.AttrStatus, "#bucket": outbox.AttrPendingBucket,
 			"#claimer": outbox.AttrClaimedBy, "#claimexp": outbox.AttrClaimExpiresAt,
@@ -224,25 +243,29 @@ func (m *marker) update(id string, mk mark) *types.Update {
 		ConditionExpression:       aws.String("#status = :pending"),
 		ExpressionAttributeNames:  mk.names,
 		ExpressionAttributeValues: mk.values,
+		// The item comes back only when the condition fails, for landed.
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	}
 }
 
 // markOne applies mk to id with UpdateItem, retried until it lands; dup
-// reports that id was not PENDING (or no longer exists). An item DynamoDB
+// reports that id was not PENDING (or no longer exists), unless mk itself
+// moved it in an attempt whose answer was lost. An item DynamoDB
 // refuses as invalid is reported as unmarkable and left as it is.
 func (m *marker) markOne(ctx context.Context, id string, mk mark) (dup bool, err error) {
 	u := m.update(id, mk)
 	in := &dynamodb.UpdateItemInput{
 		TableName: u.TableName, Key: u.Key, UpdateExpression: u.UpdateExpression,
 		ConditionExpression: u.ConditionExpression, ExpressionAttributeNames: u.ExpressionAttributeNames,
-		ExpressionAttributeValues: u.ExpressionAttributeValues,
+		ExpressionAttributeValues:           u.ExpressionAttributeValues,
+		ReturnValuesOnConditionCheckFailure: u.ReturnValuesOnConditionCheckFailure,
 	}
 	err = m.policy.retry(ctx, func(ctx context.Context) error {
 		_, err := m.db.UpdateItem(ctx, in)
 		var ccf *types.ConditionalCheckFailedException
 		switch {
 		case errors.As(err, &ccf):
-			dup = true
+			dup = !mk.landed(ccf.Item)
 			return nil
 		case apiErrorCode(err) == "ValidationException":
 			if m.onUnmarkable != nil {

@@ -34,13 +34,19 @@ type outboxTable struct {
 	// noReasons cancels transactions of more than one item without
 	// reasons, as an emulator might.
 	noReasons bool
+	// loseAnswers is how many writes that land answer with an error
+	// instead, as when a connection drops after DynamoDB applied them.
+	loseAnswers int
+	// stamps is the time each mark wrote (":at"), which a failed
+	// condition returns with the item when asked to (ALL_OLD).
+	stamps map[string]string
 	// what was called, for the assertions
 	transactions []int // sizes of the transactions that landed
 	updates      int   // UpdateItems that landed
 }
 
 func newOutboxTable(pending ...string) *outboxTable {
-	db := &outboxTable{status: map[string]outbox.Status{}, invalid: map[string]bool{}, conflicts: map[string]int{}}
+	db := &outboxTable{status: map[string]outbox.Status{}, invalid: map[string]bool{}, conflicts: map[string]int{}, stamps: map[string]string{}}
 	for _, id := range pending {
 		db.status[id] = outbox.StatusPending
 	}
@@ -53,6 +59,32 @@ func (db *outboxTable) apply(u *types.Update) {
 		s = u.ExpressionAttributeValues[":failed"]
 	}
 	db.status[eventID(u)] = outbox.Status(s.(*types.AttributeValueMemberS).Value)
+	db.stamps[eventID(u)] = u.ExpressionAttributeValues[":at"].(*types.AttributeValueMemberS).Value
+}
+
+// old is the item as a failed condition returns it, with rv ALL_OLD.
+func (db *outboxTable) old(id string, rv types.ReturnValuesOnConditionCheckFailure) map[string]types.AttributeValue {
+	if rv != types.ReturnValuesOnConditionCheckFailureAllOld || db.status[id] == "" {
+		return nil
+	}
+	stamp := outbox.AttrDeliveredAt
+	if db.status[id] == outbox.StatusFailed {
+		stamp = outbox.AttrFailedAt
+	}
+	return map[string]types.AttributeValue{
+		outbox.AttrEventID: &types.AttributeValueMemberS{Value: id},
+		outbox.AttrStatus:  &types.AttributeValueMemberS{Value: string(db.status[id])},
+		stamp:              &types.AttributeValueMemberS{Value: db.stamps[id]},
+	}
+}
+
+// answer is what a landed write returns: nothing, or a lost answer.
+func (db *outboxTable) answer() error {
+	if db.loseAnswers > 0 {
+		db.loseAnswers--
+		return errors.New("read: connection reset by peer")
+	}
+	return nil
 }
 
 func eventID(u *types.Update) string {
@@ -68,11 +100,11 @@ func (db *outboxTable) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInpu
 	case db.invalid[id]:
 		return nil, apiError{code: "ValidationException"} // "Item size to update has exceeded the maximum allowed size"
 	case db.status[id] != outbox.StatusPending:
-		return nil, &types.ConditionalCheckFailedException{Message: aws.String("The conditional request failed")}
+		return nil, &types.ConditionalCheckFailedException{Message: aws.String("The conditional request failed"), Item: db.old(id, in.ReturnValuesOnConditionCheckFailure)}
 	}
 	db.apply(u)
 	db.updates++
-	return &dynamodb.UpdateItemOutput{}, nil
+	return &dynamodb.UpdateItemOutput{}, db.answer()
 }
 
 func (db *outboxTable) TransactWriteItems(_ context.Context, in *dynamodb.TransactWriteItemsInput, _ ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
@@ -99,6 +131,7 @@ func (db *outboxTable) TransactWriteItems(_ context.Context, in *dynamodb.Transa
 			code = "ValidationError"
 		case db.status[id] != outbox.StatusPending:
 			code = "ConditionalCheckFailed"
+			reasons[i].Item = db.old(id, it.Update.ReturnValuesOnConditionCheckFailure)
 		case db.conflicts[id] > 0:
 			db.conflicts[id]--
 			code = "TransactionConflict"
@@ -116,7 +149,7 @@ func (db *outboxTable) TransactWriteItems(_ context.Context, in *dynamodb.Transa
 		db.apply(it.Update)
 	}
 	db.transactions = append(db.transactions, n)
-	return &dynamodb.TransactWriteItemsOutput{}, nil
+	return &dynamodb.TransactWriteItemsOutput{}, db.answer()
 }
 
 // unreachableDB fails every call, as DynamoDB does while it is down.
@@ -189,6 +222,12 @@ func TestMarkerDelivered(t *testing.T) {
 			mark: append(ids("e", 60), "gone"), dups: 1, transactions: []int{10, 25, 25}},
 		{name: "an id given twice is marked once, the second a duplicate", batch: 25,
 			mark: append(ids("e", 60), "e007"), dups: 1, transactions: []int{10, 25, 25}},
+		{name: "an UpdateItem whose answer was lost is not a duplicate", batch: 1,
+			setup:   func(db *outboxTable) { db.loseAnswers = 3 },
+			updates: 60},
+		{name: "a transaction whose answer was lost is not a duplicate", batch: 25,
+			setup:        func(db *outboxTable) { db.loseAnswers = 2 },
+			transactions: []int{10, 25, 25}},
 		{name: "a conflict is retried", batch: 25,
 			setup:        func(db *outboxTable) { db.conflicts["e001"], db.conflicts["e040"] = 1, 3 },
 			transactions: []int{10, 25, 25}},
