@@ -321,16 +321,23 @@ func TestPoisonRowIsIsolatedAndRedriveDeliversIt(t *testing.T) {
 	e.reportDuplicates()
 }
 
+// sweepOnlyConfig starts the relay at LATEST, so that the events written
+// before it are left to its sweeper, which takes them 2 s after they were
+// written.
+func (e *env) sweepOnlyConfig() relay.Config {
+	cfg := e.relayConfig()
+	cfg.StartPosition = relay.StartLatest
+	cfg.SweepAfter = 2 * time.Second
+	cfg.SweepInterval = 500 * time.Millisecond
+	return cfg
+}
+
 // Events whose stream records the relay never reads (it starts at LATEST
 // after they were written) are delivered by the sweeper.
 func TestSweeperDeliversEventsTheStreamMissed(t *testing.T) {
 	e := newEnv(t, endpoint.Options{})
 	ids := e.commitEvents(300, 6)
-	cfg := e.relayConfig()
-	cfg.StartPosition = relay.StartLatest
-	cfg.SweepAfter = 2 * time.Second
-	cfg.SweepInterval = 500 * time.Millisecond
-	r, _ := e.startRelay(cfg)
+	r, _ := e.startRelay(e.sweepOnlyConfig())
 	e.waitDelivered(ids, time.Minute)
 	e.waitMarked(len(ids), 30*time.Second)
 	if s := r.Stats(); s.Swept < int64(len(ids)) || s.Read != 0 {
@@ -366,11 +373,7 @@ func TestSweeperIgnoresTheLeaseOfAShardTheStreamLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids := e.commitEvents(40, 4)
-	cfg := e.relayConfig()
-	cfg.StartPosition = relay.StartLatest
-	cfg.SweepAfter = 2 * time.Second
-	cfg.SweepInterval = 500 * time.Millisecond
-	r, _ := e.startRelay(cfg)
+	r, _ := e.startRelay(e.sweepOnlyConfig())
 	e.waitDelivered(ids, time.Minute)
 	if s := r.Stats(); s.Swept < int64(len(ids)) {
 		t.Fatalf("relay stats %+v: want all %d swept", s, len(ids))
