@@ -380,6 +380,44 @@ func TestSweeperIgnoresTheLeaseOfAShardTheStreamLost(t *testing.T) {
 	}
 }
 
+// A relay restarted under the same owner (the hostname by default) finds
+// the claims it made before on events it never settled, alive for another
+// ClaimDuration: it takes them again at once instead of leaving them
+// undelivered until they lapse. Another relay's live claim still holds.
+func TestSweeperRetakesItsOwnLiveClaims(t *testing.T) {
+	e := newEnv(t, endpoint.Options{})
+	cfg := e.sweepOnlyConfig()
+	ids := e.commitEvents(21, 3)
+	mine, theirs := ids[:20], ids[20]
+	claim := func(id, owner string) {
+		_, err := clients.DB.UpdateItem(t.Context(), &dynamodb.UpdateItemInput{
+			TableName:        aws.String(e.tables.Outbox),
+			Key:              map[string]types.AttributeValue{outbox.AttrEventID: &types.AttributeValueMemberS{Value: id}},
+			UpdateExpression: aws.String("SET #by = :by, #exp = :exp"),
+			ExpressionAttributeNames: map[string]string{
+				"#by": outbox.AttrClaimedBy, "#exp": outbox.AttrClaimExpiresAt,
+			},
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":by":  &types.AttributeValueMemberS{Value: owner},
+				":exp": &types.AttributeValueMemberN{Value: strconv.FormatInt(time.Now().Add(10*time.Minute).UnixMilli(), 10)},
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range mine {
+		claim(id, cfg.Owner)
+	}
+	claim(theirs, "another-relay")
+	r, _ := e.startRelay(cfg)
+	e.waitDelivered(mine, 30*time.Second)
+	time.Sleep(4 * cfg.SweepInterval) // sweeps that could take theirs
+	if n := e.sink.EventIDs()[theirs]; n != 0 || r.Stats().Swept != int64(len(mine)) {
+		t.Fatalf("relay %+v, %s received %d times: want only this relay's %d claimed events swept", r.Stats(), theirs, n, len(mine))
+	}
+}
+
 // The outbox stream is re-enabled (a new ARN) during an endpoint outage
 // while two relays share it. The relay that holds the shard retries its
 // batch of the old stream; the other moves to the new stream at once and

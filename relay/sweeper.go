@@ -247,9 +247,13 @@ func (r *Relay) renewClaims(ctx context.Context) (renewed int, err error) {
 
 // claim takes a PENDING event for ClaimDuration and returns it, or nil when
 // it is no longer PENDING, another relay's claim is still alive, or it is
-// being marked in a transaction right now.
+// being marked in a transaction right now. A live claim of this relay's
+// own owner is taken again: the sweeper skips what is in this relay's
+// pipeline, so such a claim was made by an attempt whose answer was lost,
+// or by this relay before it restarted, and waiting for it to lapse would
+// only hold the event back for ClaimDuration.
 func (r *Relay) claim(ctx context.Context, id string) (map[string]types.AttributeValue, error) {
-	out, err := r.writeClaim(ctx, id, "#status = :pending AND (attribute_not_exists(#exp) OR #exp < :now)",
+	out, err := r.writeClaim(ctx, id, "#status = :pending AND (attribute_not_exists(#exp) OR #exp < :now OR #by = :me)",
 		map[string]types.AttributeValue{":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(time.Now().UnixMilli(), 10)}},
 		types.ReturnValueAllNew)
 	switch {
