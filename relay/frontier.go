@@ -131,21 +131,21 @@ func (w *shardWork) settledBefore() time.Time {
 // yet counts as streamRetention behind, like a reader of this relay's
 // that has read no page.
 //
-// The leases of a stream the table no longer uses (left) count only while
-// they are live: their owner is still settling what it read before it
-// moves on, and once it released them, or died, nobody reads that stream
-// again and what it held is the sweepers'. The same holds for an expired
-// lease of a shard the stream no longer lists (unlisted, from the last
-// shard sync): its records were trimmed, so no relay can take it over,
-// and it would otherwise hold the sweepers back until its updated_at is
-// a day old. A live one still counts: its shard may be newer than the
+// An expired lease of a shard no relay can take over (unlisted; nil: every
+// shard can be) does not count: nobody reads that shard again, and what
+// it held is the sweepers'. Those are every shard of a stream the table no
+// longer uses (its owners count while they are live, still settling what
+// they read before they move on), and a shard the current stream no
+// longer lists at the last shard sync (its records were trimmed), whose
+// lease would otherwise hold the sweepers back until its updated_at is a
+// day old. A live lease still counts: its shard may be newer than the
 // listing, which is refreshed every ShardSyncInterval, within the
 // LeaseDuration a new owner has before its lease could expire.
-func peersLag(leases []dynamo.Lease, owner string, now time.Time, left bool, unlisted func(shardID string) bool) time.Duration {
+func peersLag(leases []dynamo.Lease, owner string, now time.Time, unlisted func(shardID string) bool) time.Duration {
 	var lag time.Duration
 	for _, l := range leases {
-		expired := l.ExpiresAtMilli <= now.UnixMilli()
-		if l.Finished() || l.Owner == owner || (left && expired) || (expired && unlisted != nil && unlisted(l.ShardID)) {
+		gone := unlisted != nil && unlisted(l.ShardID) && l.ExpiresAtMilli <= now.UnixMilli()
+		if l.Finished() || l.Owner == owner || gone {
 			continue
 		}
 		if upd, err := time.Parse(time.RFC3339Nano, l.UpdatedAt); err == nil && now.Sub(upd) > streamRetention {

@@ -297,7 +297,7 @@ func TestPeersLag(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := peersLag(tt.leases, "a", now, false, nil); got != tt.want {
+			if got := peersLag(tt.leases, "a", now, nil); got != tt.want {
 				t.Fatalf("lag %s, want %s", got, tt.want)
 			}
 		})
@@ -331,10 +331,10 @@ func TestPeersLagOnALeftStream(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := peersLag([]dynamo.Lease{tt.lease}, "a", now, true, nil); got != tt.want {
+			if got := peersLag([]dynamo.Lease{tt.lease}, "a", now, leftStreamShard); got != tt.want {
 				t.Fatalf("lag %s, want %s", got, tt.want)
 			}
-			if tt.lease.ExpiresAtMilli <= now.UnixMilli() && peersLag([]dynamo.Lease{tt.lease}, "a", now, false, nil) == 0 {
+			if tt.lease.ExpiresAtMilli <= now.UnixMilli() && peersLag([]dynamo.Lease{tt.lease}, "a", now, nil) == 0 {
 				t.Fatal("on the current stream a lease waiting for takeover must still count")
 			}
 		})
@@ -369,7 +369,7 @@ func TestPeersLagLeavesUnlistedShards(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := peersLag([]dynamo.Lease{tt.lease}, "a", now, false, tt.unlisted); got != tt.want {
+			if got := peersLag([]dynamo.Lease{tt.lease}, "a", now, tt.unlisted); got != tt.want {
 				t.Fatalf("lag %s, want %s", got, tt.want)
 			}
 		})

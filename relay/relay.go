@@ -131,6 +131,10 @@ func (r *Relay) unlisted(arn string) func(shardID string) bool {
 	return func(id string) bool { return !l.ids[id] }
 }
 
+// leftStreamShard is unlisted for a stream the table no longer uses: no
+// relay takes over any of its shards.
+func leftStreamShard(string) bool { return true }
+
 // New builds a relay. sink may be nil, in which case batches are POSTed to
 // cfg.SinkURL. cfg.WebhookSecret signs through the relay's own sink or an
 // *HTTPSink without a Signer; any other sink must sign by itself, so New

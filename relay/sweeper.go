@@ -88,11 +88,11 @@ func (r *Relay) sweep(ctx context.Context, arn string, out chan<- record) (int, 
 		if err != nil {
 			return 0, err
 		}
+		unlisted := r.unlisted(arn)
 		if s.arn != arn {
-			lag = max(lag, peersLag(leases, r.cfg.Owner, now, true, nil))
-		} else {
-			lag = max(lag, peersLag(leases, r.cfg.Owner, now, false, r.unlisted(arn)))
+			unlisted = leftStreamShard
 		}
+		lag = max(lag, peersLag(leases, r.cfg.Owner, now, unlisted))
 	}
 	cutoff := outbox.FormatTime(sweepCutoff(now, r.cfg.SweepAfter, lag))
 	claimed := 0
