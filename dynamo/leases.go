@@ -78,25 +78,31 @@ func (l *Leases) now() time.Time {
 // List returns every lease of the stream.
 func (l *Leases) List(ctx context.Context, streamARN string) ([]Lease, error) {
 	var leases []Lease
+	return leases, l.query(ctx, streamARN, &leases)
+}
+
+// query decodes every row of one state table partition into out, a
+// pointer to a slice.
+func (l *Leases) query(ctx context.Context, partition string, out any) error {
+	var items []map[string]types.AttributeValue
 	p := dynamodb.NewQueryPaginator(l.DB, &dynamodb.QueryInput{
 		TableName:                 aws.String(l.Table),
 		KeyConditionExpression:    aws.String("#s = :s"),
 		ExpressionAttributeNames:  map[string]string{"#s": StateHashKey},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":s": &types.AttributeValueMemberS{Value: streamARN}},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":s": &types.AttributeValueMemberS{Value: partition}},
 		ConsistentRead:            aws.Bool(true),
 	})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("query leases: %w", err)
+			return fmt.Errorf("query state %s: %w", partition, err)
 		}
-		var batch []Lease
-		if err := attributevalue.UnmarshalListOfMaps(page.Items, &batch); err != nil {
-			return nil, fmt.Errorf("decode leases: %w", err)
-		}
-		leases = append(leases, batch...)
+		items = append(items, page.Items...)
 	}
-	return leases, nil
+	if err := attributevalue.UnmarshalListOfMaps(items, out); err != nil {
+		return fmt.Errorf("decode state %s: %w", partition, err)
+	}
+	return nil
 }
 
 // Acquire takes the shard's lease for l.Owner, creating it if missing. It

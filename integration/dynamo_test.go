@@ -129,3 +129,66 @@ func TestLeasesAreExclusiveUntilExpiry(t *testing.T) {
 		t.Fatalf("list: %+v, %v", leases, err)
 	}
 }
+
+// One process at a time holds an owner: another waits until the holder
+// releases it, its hold expires, or it is known to have ended; the holder
+// it replaced can no longer renew.
+func TestOwnerIsHeldByOneProcessAtATime(t *testing.T) {
+	e := newEnv(t, endpoint.Options{})
+	ctx := t.Context()
+	now := time.Now()
+	l := &dynamo.Leases{DB: clients.DB, Table: e.tables.State, Owner: "host-1", Duration: 10 * time.Second,
+		Now: func() time.Time { return now }}
+	a := dynamo.Process{Instance: "a", Host: "host-1", PIDNamespace: "pid:[1]", PID: 10}
+	b := dynamo.Process{Instance: "b", Host: "host-1", PIDNamespace: "pid:[1]", PID: 11}
+	aGone := func(p dynamo.Process) bool { return p.Instance == "a" }
+
+	if err := l.HoldOwner(ctx, a, nil); err != nil {
+		t.Fatalf("first hold: %v", err)
+	}
+	if err := l.HoldOwner(ctx, a, nil); err != nil {
+		t.Fatalf("hold again by the holder (a lost answer retried): %v", err)
+	}
+	var inUse *dynamo.OwnerInUseError
+	if err := l.HoldOwner(ctx, b, nil); !errors.As(err, &inUse) || inUse.Holder.Instance != "a" || inUse.Holder.PID != 10 || inUse.Holder.Host != "host-1" {
+		t.Fatalf("hold of a live owner: got %v (%+v), want OwnerInUseError naming a", err, inUse)
+	}
+	now = now.Add(5 * time.Second)
+	if err := l.RenewOwner(ctx, a); err != nil {
+		t.Fatalf("renew: %v", err)
+	}
+	now = now.Add(7 * time.Second) // 12 s after the hold, 7 s after the renewal
+	if err := l.HoldOwner(ctx, b, nil); !errors.As(err, &inUse) {
+		t.Fatalf("hold of a renewed owner: got %v, want OwnerInUseError", err)
+	}
+
+	if err := l.HoldOwner(ctx, b, aGone); err != nil {
+		t.Fatalf("hold of an owner whose holder ended: %v", err)
+	}
+	if err := l.RenewOwner(ctx, a); !errors.Is(err, dynamo.ErrOwnerTaken) {
+		t.Fatalf("renew by the replaced holder: got %v, want ErrOwnerTaken", err)
+	}
+	if err := l.ReleaseOwner(ctx, a); !errors.Is(err, dynamo.ErrOwnerTaken) {
+		t.Fatalf("release by the replaced holder: got %v, want ErrOwnerTaken", err)
+	}
+	if err := l.HoldOwner(ctx, a, aGone); !errors.As(err, &inUse) || inUse.Holder.Instance != "b" {
+		t.Fatalf("hold while b holds: got %v, want OwnerInUseError naming b", err)
+	}
+
+	if err := l.ReleaseOwner(ctx, b); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	if err := l.HoldOwner(ctx, a, nil); err != nil {
+		t.Fatalf("hold of a released owner: %v", err)
+	}
+	now = now.Add(11 * time.Second)
+	if err := l.HoldOwner(ctx, b, nil); err != nil {
+		t.Fatalf("hold of an expired owner: %v", err)
+	}
+
+	rows, err := l.Owners(ctx)
+	if err != nil || len(rows) != 1 || rows[0].Owner != "host-1" || rows[0].Instance != "b" || rows[0].PID != 11 ||
+		rows[0].ExpiresAtMilli != now.Add(10*time.Second).UnixMilli() {
+		t.Fatalf("owners: %+v, %v", rows, err)
+	}
+}

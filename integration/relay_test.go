@@ -520,3 +520,80 @@ func TestRelayGivesUpAShardTakenOverMidBatch(t *testing.T) {
 	}
 	e.reportDuplicates()
 }
+
+// Two relays started with one -owner (the hostname, by default) would
+// share its leases and both send every event. The second waits, not
+// ready, while the first runs, and takes over as soon as the first stops:
+// every event arrives once.
+func TestASecondRelayUnderTheSameOwnerWaitsForTheFirst(t *testing.T) {
+	e := newEnv(t, endpoint.Options{})
+	cfg := e.relayConfig()
+	first, stopFirst := e.startRelay(cfg)
+	waitFor(t, 30*time.Second, func() (bool, string) { err := first.Ready(); return err == nil, fmt.Sprint(err) })
+	second, _ := e.startRelay(cfg)
+	var inUse *dynamo.OwnerInUseError
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		err := second.Ready()
+		return errors.As(err, &inUse), fmt.Sprintf("second relay: %v, want waiting for the owner", err)
+	})
+
+	ids := e.commitEvents(100, 4)
+	e.waitDelivered(ids, 60*time.Second)
+	e.waitMarked(len(ids), 30*time.Second)
+	if err := second.Ready(); !errors.As(err, &inUse) {
+		t.Fatalf("second relay while the first runs: %v, want waiting for the owner", err)
+	}
+	if err := stopFirst(); err != nil {
+		t.Fatalf("first relay: %v", err)
+	}
+	// Released on shutdown: no waiting for -lease-duration (30 s).
+	waitFor(t, 5*time.Second, func() (bool, string) {
+		err := second.Ready()
+		return err == nil, fmt.Sprintf("second relay after the first stopped: %v", err)
+	})
+	more := e.commitEvents(50, 4)
+	e.waitDelivered(more, 60*time.Second)
+	e.waitMarked(len(ids)+len(more), 30*time.Second)
+	if st := e.sink.Stats(); st.Duplicates != 0 || st.DistinctEventIDs != len(ids)+len(more) {
+		t.Fatalf("endpoint stats %+v, want %d distinct events and no duplicates", st, len(ids)+len(more))
+	}
+	if a, b := first.Stats(), second.Stats(); a.Delivered != int64(len(ids)) || b.Delivered != int64(len(more)) {
+		t.Fatalf("delivered by the first %d, by the second %d; want %d and %d", a.Delivered, b.Delivered, len(ids), len(more))
+	}
+}
+
+// A relay whose owner another process took over (it was judged gone, or
+// did not renew in time) stops by itself with ErrOwnerTaken, and leaves
+// the new holder's hold alone.
+func TestARelayWhoseOwnerIsTakenOverStops(t *testing.T) {
+	e := newEnv(t, endpoint.Options{})
+	cfg := e.relayConfig()
+	cfg.LeaseDuration = 3 * time.Second // renewed every second
+	r, err := relay.New(cfg, e.cl.DB, e.cl.Streams, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	ids := e.commitEvents(20, 2)
+	e.waitDelivered(ids, 60*time.Second)
+
+	intruder := &dynamo.Leases{DB: e.cl.DB, Table: e.tables.State, Owner: cfg.Owner, Duration: time.Minute}
+	if err := intruder.HoldOwner(ctx, dynamo.Process{Instance: "intruder"}, func(dynamo.Process) bool { return true }); err != nil {
+		t.Fatalf("take the owner over: %v", err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, dynamo.ErrOwnerTaken) {
+			t.Fatalf("Run returned %v, want ErrOwnerTaken", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the relay still runs 15 s after its owner was taken over")
+	}
+	rows, err := intruder.Owners(ctx)
+	if err != nil || len(rows) != 1 || rows[0].Instance != "intruder" || rows[0].ExpiresAtMilli < time.Now().UnixMilli() {
+		t.Fatalf("owner rows after the relay stopped: %+v, %v; want the intruder's live hold", rows, err)
+	}
+}

@@ -149,8 +149,11 @@ type Config struct {
 
 	// Owner names this relay in the lease table. Default: the hostname, so
 	// a restarted relay on the same host takes its shards back at once.
-	// Set it when running several relays on one host. At most MaxOwnerBytes:
-	// the sweeper writes it into outbox items (see outbox.EventHeadroom).
+	// Set it when running several relays on one host: one process at a
+	// time acts for an owner (the state table's owner row says which), and
+	// another started under it waits, not ready, until that one stops or
+	// its hold lapses after LeaseDuration. At most MaxOwnerBytes: the
+	// sweeper writes it into outbox items (see outbox.EventHeadroom).
 	Owner string
 	// LeaseDuration is how long a shard lease lives unrenewed. Default 30s.
 	LeaseDuration time.Duration

@@ -89,8 +89,12 @@ type Relay struct {
 	n       counters
 	m       *metrics
 	health  health
-	// started is set once the stream is found.
+	// started is set once the stream is found and the owner held.
 	started atomic.Bool
+	// self is this process in the owner row; ownerWait is why it waits
+	// for the owner (nil once held).
+	self      dynamo.Process
+	ownerWait atomic.Pointer[error]
 	// inPipeline holds the ids of the events read or swept and not yet
 	// settled, so that the sweeper leaves them alone: during an outage
 	// longer than SweepAfter they are PENDING and old enough to sweep, but
@@ -180,6 +184,7 @@ func New(cfg Config, db DB, streams StreamsAPI, sink Sink) (*Relay, error) {
 		sink:    sink,
 		policy:  backoff{base: cfg.RetryBase, max: cfg.RetryMax},
 		wake:    make(chan struct{}, 1),
+		self:    thisProcess(),
 		leases: &dynamo.Leases{
 			DB: db, Table: cfg.Tables.State, Owner: cfg.Owner, Duration: cfg.LeaseDuration,
 		},
@@ -250,20 +255,34 @@ func (r *Relay) leaseLost(w *shardWork) {
 // re-enabled (a new stream ARN), Run settles what it holds of the old
 // stream the same way and goes on with the new one; the old stream's
 // unread records are left to the sweeper.
+//
+// Only one process at a time acts for an Owner: Run waits while another
+// live one does, and returns an error wrapping dynamo.ErrOwnerTaken, after
+// settling the batch in hand, if another takes over from it.
 func (r *Relay) Run(ctx context.Context) error {
-	for {
-		arn, err := r.streamARN(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil // stopped before the stream was found: nothing in hand
-			}
-			return err
+	arn, err := r.streamARN(ctx)
+	if err == nil {
+		err = r.holdOwner(ctx)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before starting: nothing in hand
 		}
-		r.started.Store(true)
+		return err
+	}
+	defer r.releaseOwner()
+	r.started.Store(true)
+	for {
 		if err := r.tail(ctx, arn); !errors.Is(err, errStreamChanged) {
 			return err
 		}
 		r.leftStreams = append(r.leftStreams, leftStream{arn: arn, at: time.Now()})
+		if arn, err = r.streamARN(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
 	}
 }
 
@@ -339,6 +358,10 @@ loop:
 			}
 			syncShards()
 		case <-renewTick.C:
+			if err := r.renewOwner(ctx); err != nil {
+				done = r.ownerTaken(err, running)
+				break loop
+			}
 			r.renew(ctx, arn, running)
 		}
 	}
@@ -358,12 +381,15 @@ loop:
 				// Leases kept while the batch in hand is settled: one that
 				// lapsed would let another relay read it again meanwhile
 				// (and, on a stream left behind, sweep it).
+				if err := r.renewOwner(pipeCtx); err != nil && done == nil {
+					done = r.ownerTaken(err, running)
+				}
 				r.renew(pipeCtx, arn, running)
 			}
 		}
 		stop.Stop()
 		switch {
-		case errors.Is(pipeErr, context.Canceled) && done != nil:
+		case errors.Is(pipeErr, context.Canceled) && errors.Is(done, errStreamChanged):
 			// Nobody reads the old stream again: what it held stays PENDING
 			// for the sweepers, this relay's included.
 			log.Warn("the batch in hand of the old stream was not delivered within -shutdown-timeout; the sweeper delivers its events", "shutdown_timeout", r.cfg.ShutdownTimeout)
@@ -475,7 +501,7 @@ func (r *Relay) syncShards(ctx context.Context, arn string, running map[string]*
 // renew extends this relay's leases; a shard whose lease was lost stops.
 func (r *Relay) renew(ctx context.Context, arn string, running map[string]*shardWork) {
 	for id, w := range running {
-		if w.finished.Load() {
+		if w.finished.Load() || w.lost.Load() {
 			continue
 		}
 		err := r.leases.Renew(ctx, arn, id, w.settledBefore())
@@ -486,6 +512,17 @@ func (r *Relay) renew(ctx context.Context, arn string, running map[string]*shard
 			r.log.Warn("lease renewal failed", "shard", id, "err", err)
 		}
 	}
+}
+
+// ownerTaken stops every shard of this relay once another process acts
+// for its owner, and returns err: the batch in hand is still delivered and
+// marked, but no checkpoint of this process may overwrite the new one's.
+func (r *Relay) ownerTaken(err error, running map[string]*shardWork) error {
+	r.log.Error("another relay process took over this -owner; stopping", "owner", r.cfg.Owner, "err", err)
+	for _, w := range running {
+		r.leaseLost(w)
+	}
+	return err
 }
 
 // release gives up the leases of unfinished shards on shutdown so another

@@ -38,7 +38,7 @@ func Relay(fs *flag.FlagSet, c *relay.Config) (check func() error) {
 	fs.DurationVar(&c.ShardSyncInterval, "shard-sync-interval", 0, "how often new shards are discovered (0 = 10s)")
 	fs.IntVar(&c.MarkConcurrency, "mark-concurrency", 0, "the most marking writes in flight at once: one at a time while marking keeps up, wider for each batch that waited for the marks of the one ahead of it; always this many with -batches-in-flight 1 (0 = 16)")
 	fs.IntVar(&c.MarkBatchSize, "mark-batch-size", 0, "while marking is behind (a batch was delivered before the marks of the one ahead of it landed) at -mark-concurrency writes at once, mark up to this many events per TransactWriteItems, at 2 write units per event; otherwise an UpdateItem each; 1 = never (0 = 25, max 100)")
-	fs.StringVar(&c.Owner, "owner", "", "this relay's name in the lease table (empty = hostname)")
+	fs.StringVar(&c.Owner, "owner", "", "this relay's name in the lease table (empty = hostname); a second process under the same name waits until the first stops")
 	fs.DurationVar(&c.LeaseDuration, "lease-duration", 0, "shard lease lifetime without renewal (0 = 30s)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 0, "bound on the final flush after SIGTERM (0 = 30s)")
 	return func() error {
