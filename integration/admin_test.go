@@ -392,6 +392,9 @@ func TestAdminCLI(t *testing.T) {
 	if err := leases.Checkpoint(context.Background(), arn, "shardId-00000001-aaaa", seq, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
+	if err := leases.HoldOwner(context.Background(), dynamo.Process{Instance: "i-1", Host: "host-a", PID: 4242}, nil); err != nil {
+		t.Fatal(err)
+	}
 
 	ctl := func(args ...string) (stdout, stderr string, code int) {
 		t.Helper()
@@ -411,6 +414,11 @@ func TestAdminCLI(t *testing.T) {
 				LeaseLive      bool     `json:"lease_live"`
 				ParentShardIDs []string `json:"parent_shard_ids"`
 			}
+			Relays []struct {
+				Owner, Instance, Host string
+				PID                   int
+				HoldLive              bool `json:"hold_live"`
+			}
 		}
 		if err := json.Unmarshal([]byte(out), &got); err != nil || code != 0 {
 			t.Fatalf("exit %d, %v: %s", code, err, out)
@@ -423,10 +431,14 @@ func TestAdminCLI(t *testing.T) {
 			!sh.LeaseLive || !slices.Equal(sh.ParentShardIDs, []string{"shardId-00000000-ffff"}) {
 			t.Fatalf("shard %+v", sh)
 		}
+		if len(got.Relays) != 1 || got.Relays[0].Owner != "relay-a" || got.Relays[0].Instance != "i-1" ||
+			got.Relays[0].Host != "host-a" || got.Relays[0].PID != 4242 || !got.Relays[0].HoldLive {
+			t.Fatalf("relays %+v", got.Relays)
+		}
 	})
 	t.Run("status table", func(t *testing.T) {
 		out, _, code := ctl("status")
-		for _, want := range []string{"PENDING  DELIVERED  FAILED", "shardId-00000001-aaaa", "relay-a", "495903…588898", "shardId-00000000-ffff"} {
+		for _, want := range []string{"PENDING  DELIVERED  FAILED", "shardId-00000001-aaaa", "relay-a", "495903…588898", "shardId-00000000-ffff", "host-a  4242"} {
 			if code != 0 || !strings.Contains(out, want) {
 				t.Fatalf("exit %d, no %q in:\n%s", code, want, out)
 			}

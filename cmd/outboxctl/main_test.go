@@ -129,6 +129,10 @@ func TestWriteStatus(t *testing.T) {
 			{ShardID: "shardId-2", Checkpoint: "49590338271490256608559692538361571095921575989136588898", Owner: "relay-a", Counter: 7, ExpiresAtMilli: now.Add(20 * time.Second).UnixMilli(), ParentShardIDs: []string{"shardId-1"}, SettledBeforeMilli: now.Add(-4 * time.Second).UnixMilli()},
 			{ShardID: "shardId-1", Checkpoint: dynamo.ShardEnd, Owner: "relay-b", Counter: 3},
 		},
+		Relays: []dynamo.OwnerRow{
+			{Owner: "relay-a", Process: dynamo.Process{Instance: "i1", Host: "host-a", PID: 4242, ExpiresAtMilli: now.Add(25 * time.Second).UnixMilli()}},
+			{Owner: "relay-b", Process: dynamo.Process{Instance: "i2", Host: "host-b", PID: 77}},
+		},
 	}
 	var buf bytes.Buffer
 	if err := st.write(&buf, formatTable); err != nil {
@@ -140,6 +144,7 @@ func TestWriteStatus(t *testing.T) {
 		"stream: arn:stream\n",
 		"shardId-1  SHARD_END      relay-b  3        expired                            -        -",
 		"shardId-2  495903…588898  relay-a  7        2025-05-01T10:00:20.000Z (in 20s)  4s ago   shardId-1",
+		"OWNER    HOST    PID   HOLD EXPIRES\nrelay-a  host-a  4242  2025-05-01T10:00:25.000Z (in 25s)\nrelay-b  host-b  77    expired\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no %q in:\n%s", want, out)
@@ -154,9 +159,14 @@ func TestWriteStatus(t *testing.T) {
 		Pending, Delivered, Failed int
 		OldestPendingAgeSeconds    float64 `json:"oldest_pending_age_seconds"`
 		Shards                     []shardJSON
+		Relays                     []relayJSON
 	}
 	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
 		t.Fatal(err)
+	}
+	if len(got.Relays) != 2 || got.Relays[0] != (relayJSON{Owner: "relay-a", Instance: "i1", Host: "host-a", PID: 4242,
+		HoldExpiresAt: now.Add(25 * time.Second), HoldLive: true}) || got.Relays[1].HoldLive || got.Relays[1].Owner != "relay-b" {
+		t.Fatalf("relays %+v", got.Relays)
 	}
 	if got.Pending != 2 || got.OldestPendingAgeSeconds != 90 || len(got.Shards) != 2 ||
 		got.Shards[0].ShardID != "shardId-1" || !got.Shards[0].Finished || got.Shards[0].LeaseLive ||

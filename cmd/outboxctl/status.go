@@ -37,6 +37,9 @@ func setupStatus(fs *flag.FlagSet, a *app) func(ctx context.Context) error {
 			if st.Leases, err = leases.List(ctx, st.Stream.ARN); err != nil {
 				return err
 			}
+			if st.Relays, err = leases.Owners(ctx); err != nil {
+				return err
+			}
 		}
 		return st.write(a.out, a.format)
 	}
@@ -52,6 +55,20 @@ type status struct {
 	// Leases are the state table's rows for Stream: one per shard the
 	// relay has seen.
 	Leases []dynamo.Lease
+	// Relays are the owner rows: the process acting, or that last acted,
+	// for each owner.
+	Relays []dynamo.OwnerRow
+}
+
+// relayJSON is an owner row in JSON output.
+type relayJSON struct {
+	Owner         string    `json:"owner"`
+	Instance      string    `json:"instance"`
+	Host          string    `json:"host,omitempty"`
+	PID           int       `json:"pid,omitempty"`
+	HoldExpiresAt time.Time `json:"hold_expires_at"`
+	HoldLive      bool      `json:"hold_live"`
+	UpdatedAt     string    `json:"updated_at,omitempty"`
 }
 
 // shardJSON is a lease in JSON output.
@@ -90,13 +107,22 @@ func (st status) write(w io.Writer, f format) error {
 			}
 			shards = append(shards, sj)
 		}
+		relays := make([]relayJSON, 0, len(st.Relays))
+		for _, r := range st.Relays {
+			exp := time.UnixMilli(r.ExpiresAtMilli).UTC()
+			relays = append(relays, relayJSON{
+				Owner: r.Owner, Instance: r.Instance, Host: r.Host, PID: r.PID,
+				HoldExpiresAt: exp, HoldLive: exp.After(st.Now), UpdatedAt: r.UpdatedAt,
+			})
+		}
 		return writeJSON(w, struct {
 			outbox.Summary
 			OldestPendingAgeSeconds float64     `json:"oldest_pending_age_seconds"`
 			StreamARN               string      `json:"stream_arn,omitempty"`
 			StreamEnabled           bool        `json:"stream_enabled"`
 			Shards                  []shardJSON `json:"shards"`
-		}{st.Summary, age.Seconds(), st.Stream.ARN, st.Stream.Enabled, shards})
+			Relays                  []relayJSON `json:"relays"`
+		}{st.Summary, age.Seconds(), st.Stream.ARN, st.Stream.Enabled, shards, relays})
 	}
 
 	tw := newTable(w)
@@ -114,15 +140,27 @@ func (st status) write(w io.Writer, f format) error {
 		stream += " (disabled: new events reach the relay only through its sweeper; run outboxctl init)"
 	}
 	if len(leases) == 0 {
-		_, err := fmt.Fprintf(w, "\nstream: %s\nno shard leases yet (no relay has processed this stream)\n", stream)
-		return err
+		fmt.Fprintf(w, "\nstream: %s\nno shard leases yet (no relay has processed this stream)\n", stream)
+	} else {
+		fmt.Fprintf(w, "\nstream: %s\n", stream)
+		tw = newTable(w)
+		row(tw, "SHARD", "CHECKPOINT", "OWNER", "COUNTER", "LEASE EXPIRES", "SETTLED", "PARENTS")
+		for _, l := range leases {
+			row(tw, l.ShardID, orDash(shortSeq(l.Checkpoint)), orDash(l.Owner), fmt.Sprint(l.Counter),
+				leaseCell(time.UnixMilli(l.ExpiresAtMilli), st.Now), settledCell(l, st.Now), orDash(strings.Join(l.ParentShardIDs, ",")))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
-	fmt.Fprintf(w, "\nstream: %s\n", stream)
+	if len(st.Relays) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
 	tw = newTable(w)
-	row(tw, "SHARD", "CHECKPOINT", "OWNER", "COUNTER", "LEASE EXPIRES", "SETTLED", "PARENTS")
-	for _, l := range leases {
-		row(tw, l.ShardID, orDash(shortSeq(l.Checkpoint)), orDash(l.Owner), fmt.Sprint(l.Counter),
-			leaseCell(time.UnixMilli(l.ExpiresAtMilli), st.Now), settledCell(l, st.Now), orDash(strings.Join(l.ParentShardIDs, ",")))
+	row(tw, "OWNER", "HOST", "PID", "HOLD EXPIRES")
+	for _, r := range st.Relays {
+		row(tw, r.Owner, orDash(r.Host), fmt.Sprint(r.PID), leaseCell(time.UnixMilli(r.ExpiresAtMilli), st.Now))
 	}
 	return tw.Flush()
 }
