@@ -597,3 +597,26 @@ func TestARelayWhoseOwnerIsTakenOverStops(t *testing.T) {
 		t.Fatalf("owner rows after the relay stopped: %+v, %v; want the intruder's live hold", rows, err)
 	}
 }
+
+// The owner row of a relay that crashed on this host (no process has its
+// pid any more) does not hold the restarted relay back until the hold
+// lapses (an hour here): it takes over at once.
+func TestARelayTakesOverTheOwnerOfAnEndedProcessAtOnce(t *testing.T) {
+	e := newEnv(t, endpoint.Options{})
+	cfg := e.relayConfig()
+	cfg.LeaseDuration = time.Hour
+	ended := exec.Command("true")
+	if err := ended.Run(); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	ns, _ := os.Readlink("/proc/self/ns/pid")
+	crashed := &dynamo.Leases{DB: e.cl.DB, Table: e.tables.State, Owner: cfg.Owner, Duration: time.Hour}
+	if err := crashed.HoldOwner(t.Context(), dynamo.Process{Instance: "crashed", Host: host, PIDNamespace: ns, PID: ended.Process.Pid}, nil); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := e.startRelay(cfg)
+	waitFor(t, 5*time.Second, func() (bool, string) { err := r.Ready(); return err == nil, fmt.Sprint(err) })
+	ids := e.commitEvents(20, 2)
+	e.waitDelivered(ids, 60*time.Second)
+}

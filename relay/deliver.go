@@ -105,8 +105,9 @@ func (h *health) wait(ctx context.Context) (done func(), err error) {
 var ErrNotReady = errors.New("relay not ready")
 
 // Ready reports whether the relay is doing its job: it found the stream
-// and acts for its owner (no other live process does), and the endpoint is neither misconfigured (401, 403, 404, 405, 407) nor
-// failing for longer than UnhealthyAfter.
+// and acts for its owner (no other live process does), and the endpoint
+// is neither misconfigured (401, 403, 404, 405, 407) nor failing for
+// longer than UnhealthyAfter.
 func (r *Relay) Ready() error {
 	if w := r.ownerWait.Load(); w != nil {
 		return fmt.Errorf("%w: %w", ErrNotReady, *w)
