@@ -113,18 +113,21 @@ type Config struct {
 	// MarkConcurrency is the most marking writes that run at once. A relay
 	// marks one write at a time while it keeps up; the batch after each
 	// one tells how far behind marking is: delivered and waiting for the
-	// marks (behind: one write wider next), waiting with BatchesInFlight
-	// batches so that no more can be cut (far behind: twice as wide), or
-	// still being POSTed when they landed, or none queued (caught up: out
-	// of transactions, then half as wide); a batch with nothing to POST
-	// says nothing. So a relay that keeps up spreads its marks over the
-	// time until the next batch instead of writing them in a burst after
-	// each POST. With BatchesInFlight 1 no batch can wait, and marking
-	// always runs MarkConcurrency at a time. Default 16.
+	// marks with room in flight for more (behind: the same pace, for the
+	// lag costs only the time until events read DELIVERED, and wider
+	// marking takes capacity from the application's writes), waiting with
+	// BatchesInFlight batches so that no more can be cut and reading the
+	// stream waits (far behind: twice as wide), or still being POSTed when
+	// they landed, or none queued (caught up: out of transactions, then
+	// half as wide); a batch with nothing to POST says nothing. So a
+	// relay that keeps up spreads its marks over the time until the next
+	// batch instead of writing them in a burst after each POST. With
+	// BatchesInFlight 1 no batch can wait, and marking always runs
+	// MarkConcurrency at a time. Default 16.
 	MarkConcurrency int
 	// MarkBatchSize is the most delivered events one marking write moves
-	// to DELIVERED while marking is behind at MarkConcurrency writes at
-	// once: those batches are marked in TransactWriteItems of up to this
+	// to DELIVERED while marking is far behind at MarkConcurrency writes
+	// at once: those batches are marked in TransactWriteItems of up to this
 	// many conditional updates (at most 100), fewer and larger writes, to
 	// catch up. Otherwise, and always with 1, each event is one
 	// conditional UpdateItem. DynamoDB bills each item of a transaction at

@@ -133,14 +133,18 @@ func (r *Relay) firstPace() pace {
 }
 
 // nextPace is how the next batch is marked, after p and with marking l
-// behind. Behind, the marks go one write wider, or twice as wide when far
-// behind, up to MarkConcurrency; behind at that width, they go in
-// transactions of MarkBatchSize, fewer and larger writes. Caught up, they
-// narrow again: out of transactions first, then by half, down to one
-// UpdateItem at a time. So a relay that keeps up spreads its marks over
-// the time until the next batch arrives, as few at once as keep up, rather
-// than writing them in a burst after each POST: the table sees a steady
-// write rate, and the application's writes do not queue behind a burst.
+// behind. Behind, with batches delivered and waiting for the marks but
+// room in flight for more, the pace holds: the lag costs nothing but the
+// time until events read DELIVERED, and wider marking would take the
+// table's (on DynamoDB Local, the emulator's) capacity from the
+// application's writes. Far behind, when the batcher is held up and
+// reading the stream waits, the marks go twice as wide, up to
+// MarkConcurrency; far behind at that width, they go in transactions of
+// MarkBatchSize, fewer and larger writes. Caught up, they narrow again:
+// out of transactions first, then by half, down to one UpdateItem at a
+// time. So a relay that keeps up spreads its marks over the time until
+// the next batch arrives, as few at once as keep reading going, rather
+// than writing them in a burst after each POST.
 func (r *Relay) nextPace(p pace, l lag) pace {
 	widest := r.cfg.MarkConcurrency
 	switch {
@@ -150,12 +154,12 @@ func (r *Relay) nextPace(p pace, l lag) pace {
 		return pace{width: p.width, batch: 1}
 	case l == caughtUp:
 		return pace{width: max(p.width/2, 1), batch: 1}
+	case l == behind:
+		return p
 	case p.width >= widest:
 		return pace{width: widest, batch: r.cfg.MarkBatchSize}
-	case l == farBehind:
-		return pace{width: min(p.width*2, widest), batch: 1}
 	default:
-		return pace{width: p.width + 1, batch: 1}
+		return pace{width: min(p.width*2, widest), batch: 1}
 	}
 }
 

@@ -139,11 +139,11 @@ func TestPipelineGivesUpAShardWhoseLeaseWasLost(t *testing.T) {
 }
 
 // How far behind marking is, the batch after each one tells: still being
-// POSTed when the marks landed (caught up: half as wide), delivered and
-// waiting for them (behind: one wider). Behind at MarkConcurrency, the
-// marks go in transactions, unless MarkBatchSize is 1. A batch with
-// nothing to POST is done at once and says nothing. (Far behind is
-// TestPipelineMarksFarBehindTwiceAsWide's.)
+// POSTed when the marks landed (caught up), or delivered and waiting for
+// them with room in flight for more (behind). Neither widens marking,
+// nor takes it to transactions: only a batcher held up does (far behind,
+// TestPipelineMarksFarBehindTwiceAsWide's). A batch with nothing to POST
+// is done at once and says nothing.
 func TestSettlePacesMarking(t *testing.T) {
 	const (
 		waiting = iota // delivered before the marks ahead of it landed
@@ -159,10 +159,9 @@ func TestSettlePacesMarking(t *testing.T) {
 		// width is the last batch's.
 		width int
 	}{
-		{name: "behind at the widest: transactions", markConcurrency: 1, markBatch: 25, next: []int{waiting}, updates: 3, inTxn: 3, width: 1},
-		{name: "behind: one wider", markConcurrency: 4, markBatch: 25, next: []int{waiting, waiting}, updates: 9, width: 3},
-		{name: "caught up: half as wide", markConcurrency: 4, markBatch: 25, next: []int{waiting, waiting, late}, updates: 12, width: 1},
-		{name: "caught up at the widest: no transactions", markConcurrency: 1, markBatch: 25, next: []int{late}, updates: 6, width: 1},
+		{name: "behind: the same pace", markConcurrency: 4, markBatch: 25, next: []int{waiting, waiting}, updates: 9, width: 1},
+		{name: "behind at the widest: no transactions", markConcurrency: 1, markBatch: 25, next: []int{waiting, waiting}, updates: 9, width: 1},
+		{name: "caught up: one at a time", markConcurrency: 4, markBatch: 25, next: []int{waiting, late}, updates: 9, width: 1},
 		{name: "transactions off", markConcurrency: 1, markBatch: 1, next: []int{waiting}, updates: 6, width: 1},
 		{name: "a batch with nothing to POST says nothing", markConcurrency: 4, markBatch: 25, next: []int{nothing, waiting}, updates: 6, width: 1},
 	} {
@@ -256,12 +255,12 @@ func TestPipelineMarksFarBehindTwiceAsWide(t *testing.T) {
 	}
 }
 
-// Marking starts one write at a time and widens by one for each batch
-// that finds it behind, or doubles when far behind (the batcher is held
-// up), up to MarkConcurrency;
-// it goes to transactions only at that width, and comes back down (out of
-// transactions first, then by half) for each batch that finds it caught
-// up. With one batch in flight it stays at MarkConcurrency.
+// Marking starts one write at a time and keeps its pace for each batch
+// that finds it behind; it doubles for each batch that finds it far
+// behind (the batcher is held up), up to MarkConcurrency, and goes to
+// transactions only when far behind at that width; it comes back down
+// (out of transactions first, then by half) for each batch that finds it
+// caught up. With one batch in flight it stays at MarkConcurrency.
 func TestNextPace(t *testing.T) {
 	walk := func(inFlight int, lags ...lag) []pace {
 		r, err := New(Config{SinkURL: "http://127.0.0.1:1/rows", MarkConcurrency: 8, MarkBatchSize: 25, BatchesInFlight: inFlight, Logger: quietLogger()},
@@ -285,14 +284,15 @@ func TestNextPace(t *testing.T) {
 		want     []pace
 	}{
 		{"caught up", 4, []lag{c, c}, []pace{{1, 1}, {1, 1}, {1, 1}}},
-		{"behind: one wider each time, then transactions", 4, []lag{b, b, b, b, b, b, b, b},
-			[]pace{{1, 1}, {2, 1}, {3, 1}, {4, 1}, {5, 1}, {6, 1}, {7, 1}, {8, 1}, {8, 25}}},
+		{"behind: the same pace", 4, []lag{b, b, b}, []pace{{1, 1}, {1, 1}, {1, 1}, {1, 1}}},
+		{"far behind, then behind: the width holds", 4, []lag{f, f, b, b}, []pace{{1, 1}, {2, 1}, {4, 1}, {4, 1}, {4, 1}}},
+		{"behind in transactions: they go on", 4, []lag{f, f, f, f, b}, []pace{{1, 1}, {2, 1}, {4, 1}, {8, 1}, {8, 25}, {8, 25}}},
 		{"far behind: twice as wide, then transactions", 4, []lag{f, f, f, f, f},
 			[]pace{{1, 1}, {2, 1}, {4, 1}, {8, 1}, {8, 25}, {8, 25}}},
 		{"caught up again: out of transactions, then half as wide", 4, []lag{f, f, f, f, c, c, c, c, c},
 			[]pace{{1, 1}, {2, 1}, {4, 1}, {8, 1}, {8, 25}, {8, 1}, {4, 1}, {2, 1}, {1, 1}, {1, 1}}},
-		{"now and then", 4, []lag{b, b, c, f, b, c},
-			[]pace{{1, 1}, {2, 1}, {3, 1}, {1, 1}, {2, 1}, {3, 1}, {1, 1}}},
+		{"now and then", 4, []lag{b, f, c, f, f, b, c},
+			[]pace{{1, 1}, {1, 1}, {2, 1}, {1, 1}, {2, 1}, {4, 1}, {4, 1}, {2, 1}}},
 		{"one batch in flight", 1, []lag{c, f, b}, []pace{{8, 1}, {8, 1}, {8, 1}, {8, 1}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
