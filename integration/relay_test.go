@@ -182,12 +182,6 @@ func TestModifyAndRemoveProduceNoRows(t *testing.T) {
 	}
 }
 
-// A relay whose marking is behind (small batches, all read at once, and an
-// endpoint that answers at once) marks in transactions on DynamoDB Local:
-// the events another writer settled first come back among the cancellation
-// reasons and count as duplicates, an item with no room for the mark is
-// left PENDING without holding the rest up, and every other event ends
-// DELIVERED.
 // lossyDB is the relay's DynamoDB behind a connection that drops answers:
 // the first loseUpdates UpdateItems on table, and the first
 // loseTransactions TransactWriteItems, are applied and then answered with
@@ -236,6 +230,12 @@ func TestMarksWhoseAnswerWasLostAreNotDuplicates(t *testing.T) {
 	}
 }
 
+// A relay whose marking is far behind (small batches, all read at once,
+// and an endpoint that answers at once) marks in transactions on DynamoDB
+// Local: the events another writer settled first come back among the
+// cancellation reasons and count as duplicates, an item with no room for
+// the mark is left PENDING without holding the rest up, and every other
+// event ends DELIVERED.
 func TestMarksInTransactionsWhileBehind(t *testing.T) {
 	e := newEnv(t, endpoint.Options{})
 	ids := e.commitEvents(100, 4)
@@ -267,8 +267,9 @@ func TestMarksInTransactionsWhileBehind(t *testing.T) {
 	}
 
 	cfg := e.relayConfig()
-	// Marking widens to 2 writes for the first batch that waits, and goes
-	// to transactions for the next.
+	// The backlog, read at once, holds the batcher up: marking is far
+	// behind, widens to 2 writes, and goes to transactions for the next
+	// batch.
 	cfg.BatchSize, cfg.MarkConcurrency, cfg.MarkBatchSize = 10, 2, 25
 	// The answers to two marking transactions are lost after they landed:
 	// their retries find the events marked by themselves, which must not

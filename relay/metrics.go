@@ -35,7 +35,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		retries:         counter("retries_total", "POSTs repeated after a failure."),
 		sweeperFound:    counter("sweeper_found_total", "PENDING events the sweeper claimed because the stream path missed them."),
 		markedInTransactions: counter("marked_in_transactions_total",
-			"Delivered events marked in a TransactWriteItems (twice the write units of an UpdateItem) because marking was behind (-mark-batch-size)."),
+			"Delivered events marked in a TransactWriteItems (twice the write units of an UpdateItem) because marking was far behind (-mark-batch-size)."),
 		batchRows:      histogram("batch_rows", "Rows per POST.", prometheus.ExponentialBuckets(1, 4, 8)),
 		batchBytes:     histogram("batch_bytes", "Bytes per POST body.", prometheus.ExponentialBuckets(256, 4, 9)),
 		requestSeconds: histogram("endpoint_request_duration_seconds", "Duration of POSTs to the endpoint.", prometheus.DefBuckets),

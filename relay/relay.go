@@ -68,7 +68,7 @@ type Stats struct {
 	// Swept is PENDING events the sweeper claimed for delivery.
 	Swept int64
 	// MarkedInTransactions is delivered events marked in TransactWriteItems
-	// because marking was behind (see Config.MarkBatchSize).
+	// because marking was far behind (see Config.MarkBatchSize).
 	MarkedInTransactions int64
 }
 
