@@ -135,7 +135,7 @@ func (l *Leases) Acquire(ctx context.Context, streamARN string, shard Shard) (Le
 			":me":      &types.AttributeValueMemberS{Value: l.Owner},
 			":exp":     millis(now.Add(l.Duration)),
 			":now":     millis(now),
-			":upd":     &types.AttributeValueMemberS{Value: now.UTC().Format(time.RFC3339Nano)},
+			":upd":     timestamp(now),
 			":parents": parentsAV,
 			":one":     &types.AttributeValueMemberN{Value: "1"},
 		},
@@ -185,7 +185,7 @@ func (l *Leases) Release(ctx context.Context, streamARN, shardID string) error {
 // adding settledBefore unless it is zero.
 func (l *Leases) update(ctx context.Context, streamARN, shardID, expr string, settledBefore time.Time, values map[string]types.AttributeValue) error {
 	values[":me"] = &types.AttributeValueMemberS{Value: l.Owner}
-	values[":upd"] = &types.AttributeValueMemberS{Value: l.now().UTC().Format(time.RFC3339Nano)}
+	values[":upd"] = timestamp(l.now())
 	names := map[string]string{"#owner": "owner", "#exp": "lease_expires_at", "#upd": "updated_at"}
 	if _, ok := values[":cp"]; ok {
 		names["#cp"] = "checkpoint"
@@ -218,6 +218,11 @@ func leaseKey(streamARN, shardID string) map[string]types.AttributeValue {
 		StateHashKey:  &types.AttributeValueMemberS{Value: streamARN},
 		StateRangeKey: &types.AttributeValueMemberS{Value: shardID},
 	}
+}
+
+// timestamp is t as updated_at holds it.
+func timestamp(t time.Time) types.AttributeValue {
+	return &types.AttributeValueMemberS{Value: t.UTC().Format(time.RFC3339Nano)}
 }
 
 func millis(t time.Time) types.AttributeValue {

@@ -55,33 +55,24 @@ var ErrOwnerTaken = errors.New("owner taken over by another relay process")
 // process that gone reports ended (nil: none); otherwise it returns an
 // *OwnerInUseError.
 func (l *Leases) HoldOwner(ctx context.Context, self Process, gone func(Process) bool) error {
-	free := "attribute_not_exists(#shard) OR #inst = :inst OR #exp < :now"
-	err := l.writeOwner(ctx, self, free, nil)
-	var ccf *types.ConditionalCheckFailedException
-	if !errors.As(err, &ccf) {
+	holder, err := l.writeOwner(ctx, self, "")
+	if err != nil || holder == nil {
 		return err
 	}
-	var holder Process
-	if err := attributevalue.UnmarshalMap(ccf.Item, &holder); err != nil {
-		return fmt.Errorf("decode owner %q: %w", l.Owner, err)
-	}
-	if gone == nil || !gone(holder) {
-		return &OwnerInUseError{Owner: l.Owner, Holder: holder}
+	if gone == nil || !gone(*holder) {
+		return &OwnerInUseError{Owner: l.Owner, Holder: *holder}
 	}
 	// Only if the ended process still holds it: a third may have come.
-	err = l.writeOwner(ctx, self, "#inst = :held", &types.AttributeValueMemberS{Value: holder.Instance})
-	if errors.As(err, &ccf) {
-		if err := attributevalue.UnmarshalMap(ccf.Item, &holder); err != nil {
-			return fmt.Errorf("decode owner %q: %w", l.Owner, err)
-		}
-		return &OwnerInUseError{Owner: l.Owner, Holder: holder}
+	if holder, err = l.writeOwner(ctx, self, holder.Instance); err != nil || holder == nil {
+		return err
 	}
-	return err
+	return &OwnerInUseError{Owner: l.Owner, Holder: *holder}
 }
 
-// writeOwner writes self as the owner row under cond, returning the
-// DynamoDB error unwrapped when cond fails (with the row in it).
-func (l *Leases) writeOwner(ctx context.Context, self Process, cond string, held types.AttributeValue) error {
+// writeOwner writes self as the owner row if the row is free (new, self's,
+// expired or released), or, with held set, if instance held still holds
+// it. When it is not, it returns the row's holder instead.
+func (l *Leases) writeOwner(ctx context.Context, self Process, held string) (*Process, error) {
 	now := l.now()
 	values := map[string]types.AttributeValue{
 		":inst": &types.AttributeValueMemberS{Value: self.Instance},
@@ -89,15 +80,17 @@ func (l *Leases) writeOwner(ctx context.Context, self Process, cond string, held
 		":ns":   &types.AttributeValueMemberS{Value: self.PIDNamespace},
 		":pid":  &types.AttributeValueMemberN{Value: strconv.Itoa(self.PID)},
 		":exp":  millis(now.Add(l.Duration)),
-		":upd":  &types.AttributeValueMemberS{Value: now.UTC().Format(time.RFC3339Nano)},
+		":upd":  timestamp(now),
 	}
 	names := map[string]string{
 		"#inst": "instance", "#host": "host", "#ns": "pid_namespace", "#pid": "pid",
 		"#exp": "lease_expires_at", "#upd": "updated_at",
 	}
-	if held != nil {
-		values[":held"] = held
+	cond := "#inst = :held"
+	if held != "" {
+		values[":held"] = &types.AttributeValueMemberS{Value: held}
 	} else {
+		cond = "attribute_not_exists(#shard) OR #inst = :inst OR #exp < :now"
 		values[":now"] = millis(now)
 		names["#shard"] = StateRangeKey
 	}
@@ -111,10 +104,17 @@ func (l *Leases) writeOwner(ctx context.Context, self Process, cond string, held
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	var ccf *types.ConditionalCheckFailedException
-	if err != nil && !errors.As(err, &ccf) {
-		return fmt.Errorf("hold owner %q: %w", l.Owner, err)
+	if errors.As(err, &ccf) {
+		var holder Process
+		if err := attributevalue.UnmarshalMap(ccf.Item, &holder); err != nil {
+			return nil, fmt.Errorf("decode owner %q: %w", l.Owner, err)
+		}
+		return &holder, nil
 	}
-	return err
+	if err != nil {
+		return nil, fmt.Errorf("hold owner %q: %w", l.Owner, err)
+	}
+	return nil, nil
 }
 
 // RenewOwner extends self's hold of l.Owner by Duration, or fails with
@@ -142,7 +142,7 @@ func (l *Leases) updateOwner(ctx context.Context, self Process, expires time.Tim
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":inst": &types.AttributeValueMemberS{Value: self.Instance},
 			":exp":  millis(expires),
-			":upd":  &types.AttributeValueMemberS{Value: l.now().UTC().Format(time.RFC3339Nano)},
+			":upd":  timestamp(l.now()),
 		},
 	})
 	var ccf *types.ConditionalCheckFailedException

@@ -264,26 +264,21 @@ func (r *Relay) Run(ctx context.Context) error {
 	if err == nil {
 		err = r.holdOwner(ctx)
 	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped before starting: nothing in hand
-		}
-		return err
+	if err == nil {
+		defer r.releaseOwner()
+		r.started.Store(true)
 	}
-	defer r.releaseOwner()
-	r.started.Store(true)
-	for {
-		if err := r.tail(ctx, arn); !errors.Is(err, errStreamChanged) {
+	for err == nil {
+		if err = r.tail(ctx, arn); !errors.Is(err, errStreamChanged) {
 			return err
 		}
 		r.leftStreams = append(r.leftStreams, leftStream{arn: arn, at: time.Now()})
-		if arn, err = r.streamARN(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
+		arn, err = r.streamARN(ctx)
 	}
+	if ctx.Err() != nil {
+		return nil // stopped while finding a stream or waiting for the owner: nothing in hand
+	}
+	return err
 }
 
 // leftStream is a stream of the outbox table that this relay stopped
