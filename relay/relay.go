@@ -238,14 +238,22 @@ type shardWork struct {
 // checkpointed, so the new owner reads them again from the last
 // checkpoint: duplicates, never a loss. It logs once per shard.
 func (r *Relay) leaseLost(w *shardWork) {
-	if w.lost.Swap(true) {
-		return
+	if r.stopLost(w) {
+		r.log.Warn("lease lost: the shard moved to another owner, which reads its unsettled records again", "shard", w.id)
 	}
-	r.log.Warn("lease lost: the shard moved to another owner, which reads its unsettled records again", "shard", w.id)
+}
+
+// stopLost stops w for good, without a checkpoint, and reports whether it
+// was still running.
+func (r *Relay) stopLost(w *shardWork) bool {
+	if w.lost.Swap(true) {
+		return false
+	}
 	if w.cancel != nil {
 		w.cancel()
 	}
 	w.stopped.Store(true)
+	return true
 }
 
 // Run tails the stream until ctx is done, then stops reading, delivers the
@@ -513,9 +521,11 @@ func (r *Relay) renew(ctx context.Context, arn string, running map[string]*shard
 // for its owner, and returns err: the batch in hand is still delivered and
 // marked, but no checkpoint of this process may overwrite the new one's.
 func (r *Relay) ownerTaken(err error, running map[string]*shardWork) error {
-	r.log.Error("another relay process took over this -owner; stopping", "owner", r.cfg.Owner, "err", err)
+	// One line for the process: every shard stops for the same reason, and
+	// none moved to another owner of its own.
+	r.log.Error("another relay process took over this -owner; stopping", "owner", r.cfg.Owner, "shards", len(running), "err", err)
 	for _, w := range running {
-		r.leaseLost(w)
+		r.stopLost(w)
 	}
 	return err
 }
