@@ -361,11 +361,9 @@ loop:
 			}
 			syncShards()
 		case <-renewTick.C:
-			if err := r.renewOwner(ctx); err != nil {
-				done = r.ownerTaken(err, running)
+			if done = r.renewHolds(ctx, arn, running); done != nil {
 				break loop
 			}
-			r.renew(ctx, arn, running)
 		}
 	}
 
@@ -383,11 +381,14 @@ loop:
 			case <-renewTick.C:
 				// Leases kept while the batch in hand is settled: one that
 				// lapsed would let another relay read it again meanwhile
-				// (and, on a stream left behind, sweep it).
-				if err := r.renewOwner(pipeCtx); err != nil && done == nil {
-					done = r.ownerTaken(err, running)
+				// (and, on a stream left behind, sweep it). A takeover
+				// outranks a stream change: Run must not go on to the new
+				// stream for an owner another process acts for.
+				if !errors.Is(done, dynamo.ErrOwnerTaken) {
+					if err := r.renewHolds(pipeCtx, arn, running); err != nil {
+						done = err
+					}
 				}
-				r.renew(pipeCtx, arn, running)
 			}
 		}
 		stop.Stop()
@@ -515,6 +516,17 @@ func (r *Relay) renew(ctx context.Context, arn string, running map[string]*shard
 			r.log.Warn("lease renewal failed", "shard", id, "err", err)
 		}
 	}
+}
+
+// renewHolds keeps this process's hold of its owner and then its leases.
+// Once another process acts for the owner it stops every shard instead and
+// returns an error wrapping dynamo.ErrOwnerTaken.
+func (r *Relay) renewHolds(ctx context.Context, arn string, running map[string]*shardWork) error {
+	if err := r.renewOwner(ctx); err != nil {
+		return r.ownerTaken(err, running)
+	}
+	r.renew(ctx, arn, running)
+	return nil
 }
 
 // ownerTaken stops every shard of this relay once another process acts
