@@ -2,8 +2,10 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -453,6 +455,68 @@ func TestStreamReEnabledDuringAnOutageWithTwoRelays(t *testing.T) {
 				t.Fatalf("relays %+v and %+v, endpoint %+v: want no duplicates", relays[0].Stats(), relays[1].Stats(), e.sink.Stats())
 			}
 		})
+	}
+}
+
+// The outbox stream is re-enabled during an endpoint outage, and while the
+// relay settles the old stream's batch in hand another process takes over
+// its -owner. The takeover outranks the stream change: once the batch is
+// delivered and marked, Run returns ErrOwnerTaken and never reads the new
+// stream for an owner another process acts for (it used to take the new
+// stream's leases and read it until its next renewal).
+func TestATakeoverWhileSettlingAReEnabledStreamStopsTheRelay(t *testing.T) {
+	t.Parallel()
+	var outage phase
+	outage.startFor(time.Hour)
+	e := newEnv(t, unavailableDuring(&outage))
+	var logs syncBuffer
+	cfg := e.relayConfig()
+	cfg.LeaseDuration = 3 * time.Second // renewed every second, settling included
+	cfg.SweepAfter = time.Hour          // only the stream path delivers
+	cfg.ShutdownTimeout = time.Minute
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	r, err := relay.New(cfg, e.cl.DB, e.cl.Streams, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	ids := e.commitEvents(20, 2)
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		return e.sink.Stats().Rejected > 0, "the relay sent nothing"
+	})
+	logged := func(what string) func() (bool, string) {
+		return func() (bool, string) { return strings.Contains(logs.String(), what), "the relay did not log " + what }
+	}
+
+	e.setStream(false)
+	e.setStream(true)
+	newARN, err := dynamo.StreamARN(ctx, e.cl.DB, e.tables.Outbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, logged("stream was re-enabled")) // settling the batch in hand
+	intruder := &dynamo.Leases{DB: e.cl.DB, Table: e.tables.State, Owner: cfg.Owner, Duration: time.Minute}
+	if err := intruder.HoldOwner(ctx, dynamo.Process{Instance: "intruder"}, func(dynamo.Process) bool { return true }); err != nil {
+		t.Fatalf("take the owner over: %v", err)
+	}
+	waitFor(t, 15*time.Second, logged("took over this -owner")) // seen while still settling
+	outage.startFor(0)
+
+	select {
+	case err := <-done:
+		if !errors.Is(err, dynamo.ErrOwnerTaken) {
+			t.Fatalf("Run returned %v, want ErrOwnerTaken", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the relay still runs a minute after its owner was taken over")
+	}
+	e.waitDelivered(ids, 30*time.Second)
+	e.waitMarked(len(ids), 30*time.Second)
+	if leases, err := intruder.List(ctx, newARN); err != nil || len(leases) != 0 {
+		t.Fatalf("leases of the new stream: %+v, %v; want none: the relay read it for an owner it no longer held", leases, err)
 	}
 }
 
