@@ -118,6 +118,20 @@ func (e *env) startRelayOn(cfg relay.Config, db relay.DB) (r *relay.Relay, stop 
 	return r, stop
 }
 
+// runRelay runs a relay in-process and returns Run's error once it
+// stops by itself (or the test ends): for tests in which it must stop
+// without being asked.
+func (e *env) runRelay(cfg relay.Config) <-chan error {
+	e.t.Helper()
+	r, err := relay.New(cfg, e.cl.DB, e.cl.Streams, nil)
+	if err != nil {
+		e.t.Fatalf("new relay: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(e.t.Context()) }()
+	return done
+}
+
 // commitEvents commits n events, each in its own transaction, from
 // `workers` goroutines, and returns their ids.
 func (e *env) commitEvents(n, workers int) []string {

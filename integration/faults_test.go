@@ -475,18 +475,12 @@ func TestATakeoverWhileSettlingAReEnabledStreamStopsTheRelay(t *testing.T) {
 	cfg.SweepAfter = time.Hour          // only the stream path delivers
 	cfg.ShutdownTimeout = time.Minute
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	r, err := relay.New(cfg, e.cl.DB, e.cl.Streams, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	done := e.runRelay(cfg)
 	ids := e.commitEvents(20, 2)
 	waitFor(t, 30*time.Second, func() (bool, string) {
 		return e.sink.Stats().Rejected > 0, "the relay sent nothing"
 	})
+	ctx := t.Context()
 	logged := func(what string) func() (bool, string) {
 		return func() (bool, string) { return strings.Contains(logs.String(), what), "the relay did not log " + what }
 	}

@@ -570,14 +570,8 @@ func TestARelayWhoseOwnerIsTakenOverStops(t *testing.T) {
 	e := newEnv(t, endpoint.Options{})
 	cfg := e.relayConfig()
 	cfg.LeaseDuration = 3 * time.Second // renewed every second
-	r, err := relay.New(cfg, e.cl.DB, e.cl.Streams, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	done := e.runRelay(cfg)
+	ctx := t.Context()
 	ids := e.commitEvents(20, 2)
 	e.waitDelivered(ids, 60*time.Second)
 
