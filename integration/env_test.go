@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http/httptest"
@@ -130,6 +131,31 @@ func (e *env) runRelay(cfg relay.Config) <-chan error {
 	done := make(chan error, 1)
 	go func() { done <- r.Run(e.t.Context()) }()
 	return done
+}
+
+// takeOverOwner holds owner as another process would that judged this
+// test's relay gone, and returns that process's view of the state table.
+func (e *env) takeOverOwner(owner string) *dynamo.Leases {
+	e.t.Helper()
+	intruder := &dynamo.Leases{DB: e.cl.DB, Table: e.tables.State, Owner: owner, Duration: time.Minute}
+	if err := intruder.HoldOwner(e.t.Context(), dynamo.Process{Instance: "intruder"}, func(dynamo.Process) bool { return true }); err != nil {
+		e.t.Fatalf("take the owner over: %v", err)
+	}
+	return intruder
+}
+
+// waitOwnerTaken waits up to timeout for a relay of runRelay to stop by
+// itself with ErrOwnerTaken.
+func waitOwnerTaken(t *testing.T, done <-chan error, timeout time.Duration) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if !errors.Is(err, dynamo.ErrOwnerTaken) {
+			t.Fatalf("Run returned %v, want ErrOwnerTaken", err)
+		}
+	case <-time.After(timeout):
+		t.Fatalf("the relay still runs %s after its owner was taken over", timeout)
+	}
 }
 
 // commitEvents commits n events, each in its own transaction, from

@@ -571,23 +571,12 @@ func TestARelayWhoseOwnerIsTakenOverStops(t *testing.T) {
 	cfg := e.relayConfig()
 	cfg.LeaseDuration = 3 * time.Second // renewed every second
 	done := e.runRelay(cfg)
-	ctx := t.Context()
 	ids := e.commitEvents(20, 2)
 	e.waitDelivered(ids, 60*time.Second)
 
-	intruder := &dynamo.Leases{DB: e.cl.DB, Table: e.tables.State, Owner: cfg.Owner, Duration: time.Minute}
-	if err := intruder.HoldOwner(ctx, dynamo.Process{Instance: "intruder"}, func(dynamo.Process) bool { return true }); err != nil {
-		t.Fatalf("take the owner over: %v", err)
-	}
-	select {
-	case err := <-done:
-		if !errors.Is(err, dynamo.ErrOwnerTaken) {
-			t.Fatalf("Run returned %v, want ErrOwnerTaken", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("the relay still runs 15 s after its owner was taken over")
-	}
-	rows, err := intruder.Owners(ctx)
+	intruder := e.takeOverOwner(cfg.Owner)
+	waitOwnerTaken(t, done, 15*time.Second)
+	rows, err := intruder.Owners(t.Context())
 	if err != nil || len(rows) != 1 || rows[0].Instance != "intruder" || rows[0].ExpiresAtMilli < time.Now().UnixMilli() {
 		t.Fatalf("owner rows after the relay stopped: %+v, %v; want the intruder's live hold", rows, err)
 	}
