@@ -50,7 +50,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: ns, Name: "oldest_pending_age_seconds", Help: "Age of the oldest PENDING event, measured by the sweeper.",
 		}),
 		markWidth: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: ns, Name: "marking_width", Help: "Marking writes in flight at once for the batch last settled: 1 while marking keeps up, up to -mark-concurrency while it is behind (always -mark-concurrency with -batches-in-flight 1).",
+			Namespace: ns, Name: "marking_width", Help: "Marking writes in flight at once for the batch last settled: 1 while marking keeps up; doubled, up to -mark-concurrency, only while it is far behind (every -batches-in-flight slot delivered and waiting for the marks); always -mark-concurrency with -batches-in-flight 1.",
 		}),
 	}
 	if reg == nil {

@@ -41,8 +41,13 @@ func (c config) validate() error {
 	switch {
 	case c.endpoint == "" && c.jarDir == "":
 		return errors.New("give -dynamodb-endpoint or -dynamodb-local-jar-dir (make demo sets it)")
-	case c.bookings < 1 || c.concurrency < 1:
-		return errors.New("-bookings and -concurrency must be at least 1")
+	case c.bookings < 1 || c.concurrency < 1 || c.batchSize < 1:
+		return errors.New("-bookings, -concurrency and -batch-size must be at least 1")
+	case c.batchWindow <= 0:
+		// As for the relay: 0 would read as "no linger" but be the default.
+		return errors.New("-batch-window must be positive (1ms for next to no linger)")
+	case c.sinkLatency < 0:
+		return errors.New("-sink-latency must not be negative")
 	}
 	return nil
 }
