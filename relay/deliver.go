@@ -12,7 +12,7 @@ import (
 // misconfiguration log, and as the Retry-After gate every request obeys.
 type health struct {
 	mu            sync.Mutex
-	failingSince  time.Time // zero while the last POST succeeded
+	failingSince  time.Time // zero while the last POST was answered
 	lastErr       error
 	misconfigured bool
 	lastConfigLog time.Time
@@ -24,7 +24,12 @@ type health struct {
 	probing   chan struct{} // closed when the probe is answered
 }
 
-func (h *health) succeeded() {
+// answered records an answer that shows the endpoint working: it took the
+// rows, or refused some of them (400, 413, 422). A refusal is about rows,
+// which the relay isolates and fails; it does not make the endpoint
+// unhealthy, or a relay that isolated one bad row would stay not ready
+// until the next batch came.
+func (h *health) answered() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.failingSince, h.lastErr, h.misconfigured = time.Time{}, nil, false
@@ -106,8 +111,10 @@ var ErrNotReady = errors.New("relay not ready")
 
 // Ready reports whether the relay is doing its job: it found the stream
 // and acts for its owner (no other live process does), and the endpoint
-// is neither misconfigured (401, 403, 404, 405, 407) nor failing for
-// longer than UnhealthyAfter.
+// is neither misconfigured (401, 403, 404, 405, 407, 301, 302, 303) nor
+// failing (unreachable, timing out, 408, 429, 5xx) for longer than
+// UnhealthyAfter. Rows it refuses (400, 413, 422) are failed one by one and
+// leave it ready.
 func (r *Relay) Ready() error {
 	if w := r.ownerWait.Load(); w != nil {
 		return fmt.Errorf("%w: %w", ErrNotReady, *w)
@@ -156,17 +163,13 @@ func (r *Relay) send(ctx context.Context, recs []*record) error {
 			}
 			body, key = encodeBody(r.cfg.SinkFormat, rows), idempotencyKey(recs)
 		}
-		r.n.requests.Add(1)
-		t0 := time.Now()
 		err = r.sink.Send(ctx, body, key)
-		r.m.requestSeconds.Observe(time.Since(t0).Seconds())
-		r.m.requests.WithLabelValues(statusLabel(err)).Inc()
 		if ra := retryAfterOf(err); ra > 0 {
 			r.health.pause(time.Now(), ra)
 		}
 		done()
 		if err == nil {
-			r.health.succeeded()
+			r.health.answered()
 			r.n.batches.Add(1)
 			r.m.batchRows.Observe(float64(len(recs)))
 			r.m.batchBytes.Observe(float64(len(body)))
@@ -177,7 +180,9 @@ func (r *Relay) send(ctx context.Context, recs []*record) error {
 			return ctx.Err()
 		}
 		v := classifySend(err)
-		if r.health.failed(err, v == misconfigured, time.Now()) {
+		if v == splitBatch || v == shrinkBatch {
+			r.health.answered()
+		} else if r.health.failed(err, v == misconfigured, time.Now()) {
 			r.log.Warn("endpoint misconfigured (wrong key or URL?); retrying without failing events", "err", err)
 		}
 		switch v {

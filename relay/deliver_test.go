@@ -90,6 +90,61 @@ func (s *flakySink) Send(_ context.Context, body []byte, _ string) error {
 	return nil
 }
 
+// statusSink answers every POST with code (2xx: accepted).
+type statusSink struct{ code int }
+
+func (s statusSink) Send(context.Context, []byte, string) error {
+	if s.code/100 == 2 {
+		return nil
+	}
+	return &StatusError{Code: s.code}
+}
+
+// Ready judges the endpoint, not the rows: after a batch whose last answer
+// refused a row, the relay is ready; after one that kept failing until its
+// attempts ran out, or was misconfigured, it is not.
+func TestReadyAfterABatch(t *testing.T) {
+	tests := []struct {
+		name      string
+		code      int
+		wantReady string // "" = ready, else what Ready's error says
+	}{
+		{"accepted", http.StatusOK, ""},
+		{"a bad row", http.StatusBadRequest, ""},
+		{"an unprocessable row", http.StatusUnprocessableEntity, ""},
+		{"a row too large", http.StatusRequestEntityTooLarge, ""},
+		{"an endpoint that keeps failing", http.StatusServiceUnavailable, "deliveries failing since"},
+		{"a wrong key", http.StatusUnauthorized, "endpoint misconfigured"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := New(Config{
+				SinkURL: "http://127.0.0.1:1/rows", UnhealthyAfter: time.Millisecond, MaxAttempts: 2, SweepInterval: -1,
+				RetryBase: time.Millisecond, RetryMax: 2 * time.Millisecond, Logger: quietLogger(),
+			}, newStateDB(), nil, statusSink{tt.code})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.started.Store(true)
+			ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond) // a misconfiguration is retried until ctx ends
+			defer cancel()
+			rec := &record{eventID: "e1", row: []byte(`{"event_id":"e1"}`)}
+			_ = r.send(ctx, []*record{rec})
+			time.Sleep(5 * time.Millisecond) // past UnhealthyAfter
+			err = r.Ready()
+			if tt.wantReady == "" {
+				if err != nil {
+					t.Fatalf("Ready() = %v, want ready", err)
+				}
+				return
+			}
+			if err == nil || !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), tt.wantReady) {
+				t.Fatalf("Ready() = %v, want not ready: %q", err, tt.wantReady)
+			}
+		})
+	}
+}
+
 // MaxRecordAge holds while a batch is retried, not only when it is read:
 // an event that grows too old during an outage is failed and the rest of
 // its batch sent without it; one already too old is never sent.

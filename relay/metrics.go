@@ -1,8 +1,10 @@
 package relay
 
 import (
+	"context"
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -77,4 +79,20 @@ func statusLabel(err error) string {
 		return strconv.Itoa(se.Code)
 	}
 	return "error"
+}
+
+// meteredSink counts and times each POST that leaves for the endpoint.
+type meteredSink struct {
+	next Sink
+	m    *metrics
+	n    *counters
+}
+
+func (s meteredSink) Send(ctx context.Context, body []byte, idempotencyKey string) error {
+	s.n.requests.Add(1)
+	t0 := time.Now()
+	err := s.next.Send(ctx, body, idempotencyKey)
+	s.m.requestSeconds.Observe(time.Since(t0).Seconds())
+	s.m.requests.WithLabelValues(statusLabel(err)).Inc()
+	return err
 }

@@ -123,8 +123,9 @@ const (
 type pace struct{ width, batch int }
 
 // firstPace is one write at a time, which nextPace widens as needed. With
-// one batch in flight the next batch is cut only once this one is settled,
-// so marking is never seen behind: it marks MarkConcurrency at a time.
+// one batch in flight the next batch is POSTed only once this one is
+// settled, so marking is never seen behind: it marks MarkConcurrency at a
+// time.
 func (r *Relay) firstPace() pace {
 	if r.cfg.BatchesInFlight == 1 {
 		return pace{width: r.cfg.MarkConcurrency, batch: 1}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/time/rate"
 )
 
@@ -222,5 +224,41 @@ func TestLimitSinkHonoursContext(t *testing.T) {
 	}
 	if n := len(next.at); n != 1 {
 		t.Errorf("%d sends reached the sink, want 1", n)
+	}
+}
+
+// The relay counts and times the POSTs that leave, not the wait for the
+// limiter: a send cut short while it waits for an in-flight slot is no
+// request, and the wait is no part of the endpoint's latency.
+func TestRequestsAreMeteredInsideTheLimiter(t *testing.T) {
+	next := &countingSink{hold: 200 * time.Millisecond}
+	r, err := New(Config{
+		SinkURL: "http://127.0.0.1:1/rows", SinkMaxInFlight: 1, SweepInterval: -1,
+		Logger: quietLogger(), Registerer: prometheus.NewRegistry(),
+	}, newStateDB(), nil, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() { first <- r.sink.Send(t.Context(), nil, "k-1") }()
+	for next.running.Load() == 0 { // the first holds the only slot
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if err := r.sink.Send(ctx, nil, "k-2"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("second send: %v, want it cut short waiting for the slot", err)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Stats().Requests; got != 1 {
+		t.Errorf("Stats().Requests = %d, want 1", got)
+	}
+	if got := testutil.CollectAndCount(r.m.requests); got != 1 {
+		t.Errorf("%d endpoint_requests_total series, want only the 2xx one", got)
+	}
+	if got := testutil.ToFloat64(r.m.requests.WithLabelValues("2xx")); got != 1 {
+		t.Errorf("endpoint_requests_total{code=2xx} = %v, want 1", got)
 	}
 }

@@ -32,6 +32,10 @@ const getRecordsLimit = 1000
 func (r *Relay) readShard(ctx context.Context, arn string, w *shardWork, checkpoint string, latest bool, out chan<- record) {
 	log := r.log.With("shard", w.id)
 	defer r.frontiers.track(ctx, w)()
+	// The shard's age series ends with its reader: shards roll over every
+	// few hours, and a closed one's last age would stand in every max()
+	// alert forever.
+	defer r.m.iteratorAge.DeleteLabelValues(w.id)
 	// last is the newest sequence number handed to the pipeline: an expired
 	// iterator is re-acquired after it, which is never before the
 	// checkpoint and never re-reads a record already in flight.

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	streamtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // shardLog is a StreamsAPI over one open shard whose records are seqs.
@@ -217,5 +218,28 @@ func TestReadShardBacksOffWhileIteratorsExpire(t *testing.T) {
 	// takes thousands.
 	if n := len(l.iterTypes); n < 2 || n > 60 {
 		t.Fatalf("%d iterators taken in 300ms of expiries, want 2-60", n)
+	}
+}
+
+// iterator_age_seconds has a series per shard while it is read, and none
+// once its reader has ended.
+func TestIteratorAgeSeriesEndsWithTheReader(t *testing.T) {
+	var whileReading int
+	var r *Relay
+	log := &shardLog{seqs: []string{"1", "2"}, failRecord: func(_ *shardLog, call int) error {
+		if call < 2 {
+			return nil
+		}
+		whileReading = testutil.CollectAndCount(r.m.iteratorAge)
+		return &streamtypes.ResourceNotFoundException{Message: aws.String("shard gone")}
+	}}
+	r = readerRelay(t, log, time.Millisecond, 2*time.Millisecond)
+	out := make(chan record, 4)
+	r.readShard(t.Context(), "arn", &shardWork{id: "shard-1"}, "", false, out)
+	if whileReading != 1 {
+		t.Fatalf("%d iterator_age series while the shard was read, want 1", whileReading)
+	}
+	if n := testutil.CollectAndCount(r.m.iteratorAge); n != 0 {
+		t.Fatalf("%d iterator_age series after the reader ended, want 0", n)
 	}
 }

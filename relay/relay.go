@@ -162,15 +162,6 @@ func New(cfg Config, db DB, streams StreamsAPI, sink Sink) (*Relay, error) {
 			sink = &signed
 		}
 	}
-	// One limiter for every POST, retries and split halves included: the
-	// vendor counts requests per dataset.
-	var lim *rate.Limiter
-	if cfg.SinkRate > 0 {
-		lim = rate.NewLimiter(rate.Limit(cfg.SinkRate), 1)
-	}
-	if lim != nil || cfg.SinkMaxInFlight > 0 {
-		sink = LimitSink(sink, lim, cfg.SinkMaxInFlight)
-	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("register metrics: %w", err)
@@ -181,13 +172,24 @@ func New(cfg Config, db DB, streams StreamsAPI, sink Sink) (*Relay, error) {
 		log:     cfg.Logger.With("component", "relay"),
 		db:      db,
 		streams: streams,
-		sink:    sink,
 		policy:  backoff{base: cfg.RetryBase, max: cfg.RetryMax},
 		wake:    make(chan struct{}, 1),
 		self:    thisProcess(),
 		leases: &dynamo.Leases{
 			DB: db, Table: cfg.Tables.State, Owner: cfg.Owner, Duration: cfg.LeaseDuration,
 		},
+	}
+	// POSTs are counted and timed inside the limiter: its wait is the
+	// relay's, not the endpoint's, and a wait cut short sends nothing.
+	r.sink = meteredSink{next: sink, m: m, n: &r.n}
+	// One limiter for every POST, retries and split halves included: the
+	// vendor counts requests per dataset.
+	var lim *rate.Limiter
+	if cfg.SinkRate > 0 {
+		lim = rate.NewLimiter(rate.Limit(cfg.SinkRate), 1)
+	}
+	if lim != nil || cfg.SinkMaxInFlight > 0 {
+		r.sink = LimitSink(r.sink, lim, cfg.SinkMaxInFlight)
 	}
 	r.capBytes.Store(int64(cfg.BatchBytes))
 	r.marker = &marker{

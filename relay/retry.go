@@ -2,6 +2,8 @@ package relay
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 )
@@ -44,14 +46,19 @@ func sleep(ctx context.Context, d time.Duration) error {
 // calls and logging each failure through onErr. It is for DynamoDB writes
 // that must eventually happen (marks, checkpoints): the SDK already retries
 // throttling, this outlasts longer outages such as a DynamoDB restart.
+// Once ctx is done the error it returns wraps ctx.Err(), also when the last
+// call failed for another reason: shutdown tells a cut-off batch by it.
 func (b backoff) retry(ctx context.Context, fn func(context.Context) error, onErr func(error)) error {
 	for attempt := 0; ; attempt++ {
 		err := fn(ctx)
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil {
-			return err
+		if cerr := ctx.Err(); cerr != nil {
+			if errors.Is(err, cerr) {
+				return err
+			}
+			return fmt.Errorf("%w: %w", cerr, err)
 		}
 		onErr(err)
 		if err := sleep(ctx, b.delay(attempt, 0)); err != nil {

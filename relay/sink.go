@@ -41,7 +41,8 @@ func (e *StatusError) Error() string {
 type HTTPSink struct {
 	URL string
 	// Client defaults to a client with no overall timeout: Timeout bounds
-	// each request instead.
+	// each request instead. Of its redirects, only those that repeat the
+	// POST (307, 308) are followed; see keepPost.
 	Client *http.Client
 	// Timeout bounds one request, body included.
 	Timeout time.Duration
@@ -79,10 +80,11 @@ func (s *HTTPSink) Send(ctx context.Context, body []byte, idempotencyKey string)
 	if s.Signer != nil {
 		s.Signer.SignRequest(req, idempotencyKey, body, time.Now())
 	}
-	client := s.Client
-	if client == nil {
-		client = http.DefaultClient
+	client := http.Client{}
+	if s.Client != nil {
+		client = *s.Client
 	}
+	client.CheckRedirect = keepPost(client.CheckRedirect)
 	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("post to %s: %w", redactURL(s.URL), stripURL(err))
@@ -98,6 +100,25 @@ func (s *HTTPSink) Send(ctx context.Context, body []byte, idempotencyKey string)
 		Code:       resp.StatusCode,
 		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 		Body:       strings.TrimSpace(string(head)),
+	}
+}
+
+// keepPost follows only the redirects that repeat the POST with its body
+// (307, 308). net/http turns a POST answered 301, 302 or 303 into a GET
+// without a body, and a 2xx to that GET would mark rows DELIVERED that
+// never arrived: the 3xx is returned instead, a misconfigured URL.
+func keepPost(next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if req.Method != http.MethodPost {
+			return http.ErrUseLastResponse
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 { // net/http's own limit
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
 	}
 }
 
@@ -143,8 +164,8 @@ const (
 	// shrinkBatch: the body was too large (413); split it and lower the
 	// byte cap for later batches.
 	shrinkBatch
-	// misconfigured: 401, 403, 404, 405, 407 mean a wrong key or URL, not
-	// bad rows. Retried forever without counting, so that a rotated key or
+	// misconfigured: 401, 403, 404, 405, 407, and a redirect that would
+	// drop the body (301, 302, 303), mean a wrong key or URL, not bad rows. Retried forever without counting, so that a rotated key or
 	// a fixed URL resumes delivery with nothing marked FAILED.
 	misconfigured
 )
@@ -158,7 +179,8 @@ func classifySend(err error) verdict {
 		case http.StatusRequestEntityTooLarge:
 			return shrinkBatch
 		case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound,
-			http.StatusMethodNotAllowed, http.StatusProxyAuthRequired:
+			http.StatusMethodNotAllowed, http.StatusProxyAuthRequired,
+			http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther:
 			return misconfigured
 		}
 	}

@@ -3,13 +3,49 @@ package relay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
+
+// Once ctx is done, retry's error wraps ctx.Err() whatever the last call
+// failed with: shutdown tells a cut-off batch by it.
+func TestRetryEndsWithTheContextsError(t *testing.T) {
+	throttled := errors.New("ProvisionedThroughputExceededException")
+	tests := []struct {
+		name string
+		last func(ctx context.Context) error // the call during which ctx ends
+	}{
+		{"the call failed for another reason", func(context.Context) error { return throttled }},
+		{"the call failed with ctx", func(ctx context.Context) error { return fmt.Errorf("operation error: %w", ctx.Err()) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			calls := 0
+			err := backoff{base: time.Millisecond, max: time.Millisecond}.retry(ctx, func(ctx context.Context) error {
+				calls++
+				if calls == 1 {
+					return throttled // retried
+				}
+				cancel()
+				return tt.last(ctx)
+			}, func(error) {})
+			if calls != 2 || !errors.Is(err, context.Canceled) {
+				t.Fatalf("after %d calls: %v, want context.Canceled after 2", calls, err)
+			}
+			if strings.Count(err.Error(), "context canceled") != 1 {
+				t.Fatalf("%q names the cancellation more than once", err)
+			}
+		})
+	}
+}
 
 func TestParseRetryAfter(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -104,6 +140,60 @@ func TestHTTPSinkSend(t *testing.T) {
 			}
 			if len(err.Error()) > maxErrorBody+100 {
 				t.Fatalf("error message is %d bytes; the body must be bounded", len(err.Error()))
+			}
+		})
+	}
+}
+
+func TestHTTPSinkRedirects(t *testing.T) {
+	tests := []struct {
+		status      int
+		wantArrived bool // the batch reached /new as a POST with its body
+	}{
+		{http.StatusMovedPermanently, false},
+		{http.StatusFound, false},
+		{http.StatusSeeOther, false},
+		{http.StatusTemporaryRedirect, true},
+		{http.StatusPermanentRedirect, true},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.status), func(t *testing.T) {
+			var arrived, gets atomic.Int64
+			mux := http.NewServeMux()
+			mux.HandleFunc("/old", func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, "/new", tt.status)
+			})
+			mux.HandleFunc("/new", func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				switch {
+				case r.Method == http.MethodPost && string(b) == `[{"a":1}]`:
+					arrived.Add(1)
+				case r.Method == http.MethodGet:
+					gets.Add(1)
+				}
+				w.WriteHeader(http.StatusOK) // a page that answers anything
+			})
+			srv := httptest.NewServer(mux)
+			defer srv.Close()
+			// A caller's client keeps its own redirect policy too.
+			var asked atomic.Int64
+			client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { asked.Add(1); return nil }}
+			s := &HTTPSink{URL: srv.URL + "/old", Timeout: 5 * time.Second, Client: client}
+			err := s.Send(context.Background(), []byte(`[{"a":1}]`), "k-1")
+			if gets.Load() != 0 {
+				t.Fatalf("the POST was re-sent as %d GETs", gets.Load())
+			}
+			if tt.wantArrived {
+				if err != nil || arrived.Load() != 1 || asked.Load() != 1 {
+					t.Fatalf("err %v, arrived %d, client's policy asked %d times; want the POST followed once", err, arrived.Load(), asked.Load())
+				}
+				return
+			}
+			if err == nil || arrived.Load() != 0 {
+				t.Fatalf("err %v, arrived %d; want the %d returned as an error", err, arrived.Load(), tt.status)
+			}
+			if v := classifySend(err); v != misconfigured {
+				t.Fatalf("verdict %d, want misconfigured", v)
 			}
 		})
 	}
