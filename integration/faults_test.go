@@ -425,7 +425,9 @@ func TestSweeperRetakesItsOwnLiveClaims(t *testing.T) {
 // must leave that batch alone (it went by the new stream's leases only and
 // swept all 30 again). Given up after -shutdown-timeout, the batch is left
 // to the sweepers and the relay goes on with the new stream (it used to
-// exit 1).
+// exit 1). Events written while the stream was disabled are on no stream:
+// the sweepers deliver them (the old stream's ended shard, never
+// checkpointed, used to hold the sweeper's cutoff before them).
 func TestStreamReEnabledDuringAnOutageWithTwoRelays(t *testing.T) {
 	for _, shutdown := range []time.Duration{30 * time.Second, 2 * time.Second} {
 		t.Run("shutdown-timeout "+shutdown.String(), func(t *testing.T) {
@@ -443,17 +445,49 @@ func TestStreamReEnabledDuringAnOutageWithTwoRelays(t *testing.T) {
 				return e.sink.Stats().Rejected >= 3, "no relay is retrying the batch"
 			})
 			e.setStream(false)
+			unstreamed := e.commitEvents(5, 2) // no stream has them: only a sweeper can
 			e.setStream(true)
 			time.Sleep(4 * time.Second) // both see the new stream; sweepers look
 			outage.startFor(0)
 			e.waitDelivered(ids, time.Minute)
-			e.waitMarked(len(ids), 30*time.Second)
+			e.waitDelivered(unstreamed, 30*time.Second)
+			e.waitMarked(len(ids)+len(unstreamed), 30*time.Second)
 			more := e.commitEvents(10, 2) // the new stream is read
 			e.waitDelivered(more, 30*time.Second)
 			if d := e.sink.Stats().Duplicates; d != 0 {
 				t.Fatalf("relays %+v and %+v, endpoint %+v: want no duplicates", relays[0].Stats(), relays[1].Stats(), e.sink.Stats())
 			}
 		})
+	}
+}
+
+// One relay, the stream re-enabled during an endpoint outage, and the old
+// stream's batch cut off after -shutdown-timeout: the old stream's ended
+// shard is never checkpointed. The relay's sweeper must still deliver the
+// events that no stream holds, written while the stream was disabled (the
+// ended shard's reader used to hold its cutoff before them for a day).
+func TestASweeperAfterACutOffSettleDeliversWhatNoStreamHolds(t *testing.T) {
+	e, outage, cfg := sweeperOutage(t)
+	cfg.ShutdownTimeout = 2 * time.Second
+	var logs syncBuffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	r, _ := e.startRelay(cfg)
+	ids := e.commitEvents(30, 2)
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		return e.sink.Stats().Rejected >= 3, "the relay is not retrying the batch"
+	})
+	e.setStream(false)
+	unstreamed := e.commitEvents(5, 2)
+	e.setStream(true)
+	const givenUp = "was not delivered within -shutdown-timeout"
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		return strings.Contains(logs.String(), givenUp), "the relay did not log " + givenUp
+	})
+	outage.startFor(0)
+	e.waitDelivered(append(ids, unstreamed...), time.Minute)
+	e.waitMarked(len(ids)+len(unstreamed), 30*time.Second)
+	if s := r.Stats(); s.Swept < int64(len(unstreamed)) {
+		t.Fatalf("relay %+v: want the %d unstreamed events swept", s, len(unstreamed))
 	}
 }
 

@@ -52,6 +52,9 @@ func (f *frontiers) track(ctx context.Context, w *shardWork) (untrack func()) {
 	}
 }
 
+// forget drops every reader once a stream's readers have all returned.
+func (f *frontiers) forget() { f.m.Clear() }
+
 // advance moves w's reader frontier past recs, a page it has handed on
 // in full, read by a GetRecords call that returned just before now when
 // recs is empty. It is a method of the reader's own shardWork, so a

@@ -406,6 +406,10 @@ loop:
 				"it was not checkpointed and will be read again: %w", r.cfg.ShutdownTimeout, pipeErr)
 		}
 	}
+	// Every reader of this stream has returned: one whose shard ended
+	// without its end checkpointed (the pipeline cut off) must not hold
+	// the sweeper's cutoff on the next stream.
+	r.frontiers.forget()
 	r.release(arn, running)
 	st := r.Stats()
 	log.Info("relay stopped", "read", st.Read, "delivered", st.Delivered, "duplicates", st.Duplicates,
