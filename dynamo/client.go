@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 )
@@ -55,7 +57,10 @@ type Clients struct {
 }
 
 // NewClients builds DynamoDB and DynamoDB Streams clients from cfg and the
-// standard AWS environment. It fails if cfg does not Validate.
+// standard AWS environment. It fails if cfg does not Validate. With an
+// Endpoint, the region defaults to DefaultLocalRegion and, where the
+// environment and the shared AWS files hold no credentials, a dummy key
+// signs (see credentialsFound).
 func NewClients(ctx context.Context, cfg Config) (*Clients, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("dynamo config: %w", err)
@@ -63,6 +68,12 @@ func NewClients(ctx context.Context, cfg Config) (*Clients, error) {
 	var opts []func(*config.LoadOptions) error
 	if cfg.Region != "" {
 		opts = append(opts, config.WithRegion(cfg.Region))
+	}
+	if cfg.Endpoint != "" {
+		// With an endpoint of its own the instance metadata service is not
+		// asked: where there is none (a laptop, CI) the probe below would
+		// wait for its timeouts on every start.
+		opts = append(opts, config.WithEC2IMDSClientEnableState(imds.ClientDisabled))
 	}
 	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
@@ -72,9 +83,7 @@ func NewClients(ctx context.Context, cfg Config) (*Clients, error) {
 		if awsCfg.Region == "" {
 			awsCfg.Region = DefaultLocalRegion
 		}
-		// DynamoDB Local accepts any key but the SDK must sign with one;
-		// only fall back when the environment provides none.
-		if os.Getenv("AWS_ACCESS_KEY_ID") == "" && os.Getenv("AWS_PROFILE") == "" {
+		if !credentialsFound(ctx, awsCfg) {
 			awsCfg.Credentials = credentials.NewStaticCredentialsProvider("local", "local", "")
 		}
 	}
@@ -93,4 +102,27 @@ func NewClients(ctx context.Context, cfg Config) (*Clients, error) {
 			}
 		}),
 	}, nil
+}
+
+// localProbe bounds the search for credentials with an endpoint of its own.
+const localProbe = 5 * time.Second
+
+// credentialsFound reports whether the standard chain (environment, shared
+// config and credentials files, web identity, container credentials) has
+// credentials. DynamoDB Local accepts any key, but the SDK must sign with
+// one: without any, a dummy key is used. Credentials that are there (an
+// endpoint that is real DynamoDB: a VPC endpoint, a proxy) are kept, and
+// one that a named profile or key fails to give is left to fail loudly on
+// the first call rather than be signed over with the dummy.
+func credentialsFound(ctx context.Context, awsCfg aws.Config) bool {
+	if os.Getenv("AWS_ACCESS_KEY_ID") != "" || os.Getenv("AWS_PROFILE") != "" {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, localProbe)
+	defer cancel()
+	if awsCfg.Credentials == nil {
+		return false
+	}
+	_, err := awsCfg.Credentials.Retrieve(ctx)
+	return err == nil
 }

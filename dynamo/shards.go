@@ -43,8 +43,9 @@ func ListShards(ctx context.Context, api DescribeStreamAPI, streamARN string) ([
 			}
 			shards = append(shards, sh)
 		}
+		// The API reference gives an empty value as the end, too.
 		last := out.StreamDescription.LastEvaluatedShardId
-		if last == nil {
+		if aws.ToString(last) == "" {
 			return shards, nil
 		}
 		in.ExclusiveStartShardId = last

@@ -77,7 +77,9 @@ const tableWait = 2 * time.Minute
 // expires_at), bookings and state tables if they do not exist. It is
 // idempotent: existing tables are left as they are, except that what the
 // outbox table lacks is added: a missing or disabled stream is enabled (a
-// new stream, with a new ARN), and the pending index and TTL.
+// new stream, with a new ARN), and the pending index (on a provisioned
+// table, with the table's capacity) and TTL. An outbox table whose TTL is
+// on another attribute is an error: a table has only one.
 func EnsureTables(ctx context.Context, db TableAPI, t Tables) error {
 	t = t.WithDefaults()
 	specs := []*dynamodb.CreateTableInput{
@@ -162,12 +164,28 @@ func ensurePendingIndex(ctx context.Context, db TableAPI, table string) error {
 		AttributeDefinitions: pendingIndexAttrs(),
 		GlobalSecondaryIndexUpdates: []types.GlobalSecondaryIndexUpdate{{Create: &types.CreateGlobalSecondaryIndexAction{
 			IndexName: gsi.IndexName, KeySchema: gsi.KeySchema, Projection: gsi.Projection,
+			ProvisionedThroughput: indexThroughput(out.Table),
 		}}},
 	})
 	if err != nil {
 		return fmt.Errorf("add index %s to %s: %w", outbox.PendingIndex, table, err)
 	}
 	return nil
+}
+
+// indexThroughput is what a new index of t must be given: nothing on an
+// on-demand table, and on a provisioned one, where DynamoDB requires it,
+// the table's own capacity: the index takes a write for each event written
+// and each one leaving PENDING, as the table does.
+func indexThroughput(t *types.TableDescription) *types.ProvisionedThroughput {
+	if t.BillingModeSummary != nil && t.BillingModeSummary.BillingMode == types.BillingModePayPerRequest {
+		return nil
+	}
+	pt := t.ProvisionedThroughput
+	if pt == nil || aws.ToInt64(pt.ReadCapacityUnits) == 0 || aws.ToInt64(pt.WriteCapacityUnits) == 0 {
+		return nil // on demand, as described by a table without a summary
+	}
+	return &types.ProvisionedThroughput{ReadCapacityUnits: pt.ReadCapacityUnits, WriteCapacityUnits: pt.WriteCapacityUnits}
 }
 
 func createTable(ctx context.Context, db TableAPI, in *dynamodb.CreateTableInput) error {
@@ -227,6 +245,12 @@ func ensureTTL(ctx context.Context, db TableAPI, table, attr string) error {
 	if d := out.TimeToLiveDescription; d != nil {
 		switch d.TimeToLiveStatus {
 		case types.TimeToLiveStatusEnabled, types.TimeToLiveStatusEnabling:
+			if got := aws.ToString(d.AttributeName); got != attr {
+				// A table has one TTL attribute: taking it over would
+				// stop whatever the owner set it up for.
+				return fmt.Errorf("table %s has TTL on %q, but delivered events expire by %q: "+
+					"move the table's TTL to %q or DELIVERED events are never deleted", table, got, attr, attr)
+			}
 			return nil
 		}
 	}

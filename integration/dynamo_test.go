@@ -13,6 +13,7 @@ import (
 
 	"github.com/ddboutbox/ddboutbox/cmd/analytics-sink/endpoint"
 	"github.com/ddboutbox/ddboutbox/dynamo"
+	"github.com/ddboutbox/ddboutbox/outbox"
 )
 
 // Creating the tables twice is harmless, and the outbox table gets its
@@ -32,6 +33,107 @@ func TestEnsureTablesIsIdempotent(t *testing.T) {
 	shards, err := dynamo.ListShards(context.Background(), clients.Streams, arn)
 	if err != nil || len(shards) == 0 {
 		t.Fatalf("shards %v: %v", shards, err)
+	}
+}
+
+// EnsureTables (outboxctl init) completes an outbox table made by hand: a
+// provisioned one gets the pending index with the table's capacity, which
+// DynamoDB requires there, and TTL on expires_at. One whose TTL is on
+// another attribute is refused, naming both: a table has one TTL
+// attribute, and DELIVERED events would never expire.
+func TestEnsureTablesCompletesAnOutboxTableMadeByHand(t *testing.T) {
+	// DynamoDB Local never finishes an index added to a table (it stays
+	// CREATING) and takes five such at a time: only the provisioned case
+	// adds one, and the tables are deleted after the test.
+	tests := []struct {
+		name        string
+		provisioned bool
+		withIndex   bool
+		ttlOn       string // "" = none
+		wantErr     string // "" = completed
+	}{
+		{name: "provisioned", provisioned: true},
+		{name: "TTL on another attribute", withIndex: true, ttlOn: "ttl", wantErr: `has TTL on "ttl", but delivered events expire by "expires_at"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			tables := testTables(t)
+			in := &dynamodb.CreateTableInput{
+				TableName:            aws.String(tables.Outbox),
+				AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(outbox.AttrEventID), AttributeType: types.ScalarAttributeTypeS}},
+				KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(outbox.AttrEventID), KeyType: types.KeyTypeHash}},
+				BillingMode:          types.BillingModePayPerRequest,
+				StreamSpecification:  &types.StreamSpecification{StreamEnabled: aws.Bool(true), StreamViewType: types.StreamViewTypeNewImage},
+			}
+			if tt.provisioned {
+				in.BillingMode = types.BillingModeProvisioned
+				in.ProvisionedThroughput = &types.ProvisionedThroughput{ReadCapacityUnits: aws.Int64(7), WriteCapacityUnits: aws.Int64(9)}
+			}
+			if tt.withIndex {
+				in.AttributeDefinitions = append(in.AttributeDefinitions,
+					types.AttributeDefinition{AttributeName: aws.String(outbox.AttrPendingBucket), AttributeType: types.ScalarAttributeTypeS},
+					types.AttributeDefinition{AttributeName: aws.String(outbox.AttrOccurredAt), AttributeType: types.ScalarAttributeTypeS})
+				in.GlobalSecondaryIndexes = []types.GlobalSecondaryIndex{{
+					IndexName: aws.String(outbox.PendingIndex),
+					KeySchema: []types.KeySchemaElement{
+						{AttributeName: aws.String(outbox.AttrPendingBucket), KeyType: types.KeyTypeHash},
+						{AttributeName: aws.String(outbox.AttrOccurredAt), KeyType: types.KeyTypeRange},
+					},
+					Projection: &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly},
+				}}
+			}
+			if _, err := clients.DB.CreateTable(ctx, in); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				for _, name := range []string{tables.Outbox, tables.Bookings, tables.State} {
+					_, _ = clients.DB.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(name)})
+				}
+			})
+			if tt.ttlOn != "" {
+				if _, err := clients.DB.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
+					TableName:               aws.String(tables.Outbox),
+					TimeToLiveSpecification: &types.TimeToLiveSpecification{AttributeName: aws.String(tt.ttlOn), Enabled: aws.Bool(true)},
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			err := dynamo.EnsureTables(ctx, clients.DB, tables)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("EnsureTables: %v, want an error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("EnsureTables: %v", err)
+			}
+			out, err := clients.DB.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(tables.Outbox)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var index *types.GlobalSecondaryIndexDescription
+			for i, gsi := range out.Table.GlobalSecondaryIndexes {
+				if aws.ToString(gsi.IndexName) == outbox.PendingIndex {
+					index = &out.Table.GlobalSecondaryIndexes[i]
+				}
+			}
+			if index == nil {
+				t.Fatalf("indexes %+v, want %s", out.Table.GlobalSecondaryIndexes, outbox.PendingIndex)
+			}
+			if pt := index.ProvisionedThroughput; tt.provisioned && (pt == nil || aws.ToInt64(pt.ReadCapacityUnits) != 7 || aws.ToInt64(pt.WriteCapacityUnits) != 9) {
+				t.Fatalf("index throughput %+v, want the table's 7 read / 9 write units", pt)
+			}
+			ttl, err := clients.DB.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(tables.Outbox)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := ttl.TimeToLiveDescription; d == nil || aws.ToString(d.AttributeName) != outbox.AttrExpiresAt {
+				t.Fatalf("TTL %+v, want it on %s", d, outbox.AttrExpiresAt)
+			}
+		})
 	}
 }
 

@@ -41,11 +41,16 @@ func newEnv(t *testing.T, opts endpoint.Options) *env {
 	return newEnvOn(t, clients, opts)
 }
 
+// testTables names a test's own tables, which do not exist yet.
+func testTables(t *testing.T) dynamo.Tables {
+	prefix := fmt.Sprintf("%s-%06d", unsafeChars.ReplaceAllString(t.Name(), "_"), rand.IntN(1e6))
+	return dynamo.Tables{Outbox: prefix + "-Outbox", Bookings: prefix + "-Bookings", State: prefix + "-State"}
+}
+
 // newEnvOn is newEnv on another DynamoDB (a test's own container).
 func newEnvOn(t *testing.T, cl *dynamo.Clients, opts endpoint.Options) *env {
 	t.Helper()
-	prefix := fmt.Sprintf("%s-%06d", unsafeChars.ReplaceAllString(t.Name(), "_"), rand.IntN(1e6))
-	tables := dynamo.Tables{Outbox: prefix + "-Outbox", Bookings: prefix + "-Bookings", State: prefix + "-State"}
+	tables := testTables(t)
 	if err := dynamo.EnsureTables(t.Context(), cl.DB, tables); err != nil {
 		t.Fatalf("ensure tables: %v", err)
 	}

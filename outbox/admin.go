@@ -355,7 +355,7 @@ func eachID(ctx context.Context, db ListAPI, table string, f Filter, keysOnly bo
 // List returns the outbox items matching f, sorted by event_id, which is
 // creation order (UUIDv7). Without f.IDs it scans the whole table (with a
 // consistent read): it is for operators and tests, not for a hot path.
-// An invalid filter is a *ValidationError.
+// An invalid filter is an error wrapping a *ValidationError (errors.As).
 func List(ctx context.Context, db ListAPI, table string, f Filter) ([]Record, error) {
 	var out []Record
 	err := each(ctx, db, table, f, false, func(recs []Record) error {
