@@ -104,8 +104,9 @@ func NewClients(ctx context.Context, cfg Config) (*Clients, error) {
 	}, nil
 }
 
-// localProbe bounds the search for credentials with an endpoint of its own.
-const localProbe = 5 * time.Second
+// credentialsProbe bounds the search for credentials with an endpoint of
+// its own (a credential_process or SSO refresh of the default profile).
+const credentialsProbe = 5 * time.Second
 
 // credentialsFound reports whether the standard chain (environment, shared
 // config and credentials files, web identity, container credentials) has
@@ -118,11 +119,11 @@ func credentialsFound(ctx context.Context, awsCfg aws.Config) bool {
 	if os.Getenv("AWS_ACCESS_KEY_ID") != "" || os.Getenv("AWS_PROFILE") != "" {
 		return true
 	}
-	ctx, cancel := context.WithTimeout(ctx, localProbe)
-	defer cancel()
 	if awsCfg.Credentials == nil {
 		return false
 	}
+	ctx, cancel := context.WithTimeout(ctx, credentialsProbe)
+	defer cancel()
 	_, err := awsCfg.Credentials.Retrieve(ctx)
 	return err == nil
 }

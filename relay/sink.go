@@ -165,8 +165,9 @@ const (
 	// byte cap for later batches.
 	shrinkBatch
 	// misconfigured: 401, 403, 404, 405, 407, and a redirect that would
-	// drop the body (301, 302, 303), mean a wrong key or URL, not bad rows. Retried forever without counting, so that a rotated key or
-	// a fixed URL resumes delivery with nothing marked FAILED.
+	// drop the body (301, 302, 303), mean a wrong key or URL, not bad
+	// rows. Retried forever without counting, so that a rotated key or a
+	// fixed URL resumes delivery with nothing marked FAILED.
 	misconfigured
 )
 
