@@ -182,8 +182,11 @@ type Result struct {
 	RelayWrites map[string]int `json:"relay_write_requests,omitempty"`
 	// RelayRequests are all of the relay's DynamoDB requests by operation.
 	RelayRequests map[string]int `json:"relay_requests,omitempty"`
-	// RelayMetrics are the relay's counters from /metrics before SIGTERM.
-	RelayMetrics map[string]float64 `json:"relay_metrics,omitempty"`
+	// RelayMetrics are the relay's counters from /metrics before SIGTERM,
+	// since it started: the warm-up's included. RelayMetricsWarmUp are
+	// the same after the warm-up, to take them out.
+	RelayMetrics       map[string]float64 `json:"relay_metrics,omitempty"`
+	RelayMetricsWarmUp map[string]float64 `json:"relay_metrics_warm_up,omitempty"`
 	// Relay is the relay process's CPU time and peak RSS before SIGTERM.
 	Relay *procUsage `json:"relay_process,omitempty"`
 	// EmulatorCPUMs is DynamoDB Local's CPU time per committed booking,
@@ -286,12 +289,13 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 	default:
 		return res, fmt.Errorf("unknown mode %q", mode)
 	}
-	if err := e.warmUpMode(ctx, label, op, sk, rp, mq); err != nil {
+	if res.RelayMetricsWarmUp, err = e.warmUpMode(ctx, label, op, sk, rp, mq); err != nil {
 		return res, err
 	}
 	var before endpoint.Stats // what the warm-up sent
+	beforePosts := 0
 	if sk != nil {
-		before = sk.srv.Stats()
+		before, beforePosts = sk.srv.Stats(), sk.posts()
 	}
 	st.db.reset()
 	st.proxySnapshot() // count the relay's requests from here on
@@ -346,7 +350,7 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 	}
 	stopProgress()
 
-	relayWrites := 0
+	relayWrites, relayItems := 0, 0
 	switch {
 	case q != nil:
 		_, dropped := q.close()
@@ -368,7 +372,7 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 			fmt.Fprintf(e.cfg.Log, "bench: %s: relay stop: %v\n", label, err)
 		}
 		rp = nil
-		res.RelayRequests, res.RelayWrites = st.proxySnapshot()
+		res.RelayRequests, res.RelayWrites, relayItems = st.proxySnapshot()
 		for _, n := range res.RelayWrites {
 			relayWrites += n
 		}
@@ -378,14 +382,14 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 	}
 	if res.Committed > 0 {
 		res.WritesPerEvent = float64(res.AppWrites+relayWrites) / float64(res.Committed)
-		res.WriteItemsPerEvent = float64(res.AppWriteItems+relayWrites) / float64(res.Committed)
+		res.WriteItemsPerEvent = float64(res.AppWriteItems+relayItems) / float64(res.Committed)
 	}
 	if sk != nil {
 		e2e, lost := endToEnd(lo.commits, sk.arrivals())
 		res.EndToEnd, res.Lost = &e2e, lost
 		st := sk.srv.Stats()
 		res.Duplicates = st.Duplicates - before.Duplicates
-		res.EndpointRequests = posts(st) - posts(before)
+		res.EndpointRequests = sk.posts() - beforePosts
 		if len(lo.commits) > 0 {
 			res.EndpointRequestsPer1k = float64(res.EndpointRequests) * 1000 / float64(len(lo.commits))
 		}
@@ -397,30 +401,34 @@ func (e *env) runMode(ctx context.Context, mode string, round, pos int) (Result,
 // waits until what it sent was delivered and marked: DynamoDB Local's JIT
 // compiles each operation's path (stream writes, UpdateItem, GetRecords)
 // only once it runs, and a mode must not pay for that in its figures.
-func (e *env) warmUpMode(ctx context.Context, label string, op bookingOp, sk *sink, rp *relayProc, mq *markQueue) error {
+// With a relay, it returns the relay's counters once the warm-up's events
+// are marked.
+func (e *env) warmUpMode(ctx context.Context, label string, op bookingOp, sk *sink, rp *relayProc, mq *markQueue) (map[string]float64, error) {
 	d := time.Duration(e.cfg.ModeWarmUp)
 	if d <= 0 {
-		return nil
+		return nil, nil
 	}
 	var n loadCounters
 	lo := runLoad(ctx, op, loadSpec{workers: e.cfg.Concurrency, duration: d}, &n)
 	if lo.firstErr != nil {
-		return fmt.Errorf("warm-up: %w", lo.firstErr)
+		return nil, fmt.Errorf("warm-up: %w", lo.firstErr)
 	}
 	if sk != nil {
 		sk.waitForAll(ctx, lo.commits, time.Duration(e.cfg.DrainTimeout))
 	}
 	if mq != nil {
 		if err := mq.wait(ctx); err != nil {
-			return fmt.Errorf("warm-up: marks: %w", err)
+			return nil, fmt.Errorf("warm-up: marks: %w", err)
 		}
 	}
+	var m map[string]float64
 	if rp != nil {
-		if _, err := e.waitMarked(ctx, rp, sk.received(), markWait, nil); err != nil {
+		var err error
+		if m, err = e.waitMarked(ctx, rp, sk.received(), markWait, nil); err != nil {
 			fmt.Fprintf(e.cfg.Log, "bench: %s: warm-up: %v\n", label, err)
 		}
 	}
-	return ctx.Err()
+	return m, ctx.Err()
 }
 
 // endToEnd is the commit -> first arrival latency of every committed event

@@ -108,7 +108,7 @@ func TestEvaluateJudgesTargets(t *testing.T) {
 		{Mode: ModeSyncDualWrite, Figures: map[string]Spread{"booking_p50_ms": {Median: 260}}},
 	}
 	rep.Capacity.Drain = &Drain{Events: 1000, EventsPerS: 500, Requests: 3, Relay: procUsage{PeakRSSMiB: 70}}
-	rep.Capacity.HalfLoad = &HalfLoad{EndToEnd: Latency{P99: 1400}}
+	rep.Capacity.HalfLoad = &HalfLoad{Events: 100, EndToEnd: Latency{N: 100, P99: 1400}}
 	rep.Capacity.Crash = []CrashResult{{Mode: ModeMemoryQueue, Lost: 40}, {Mode: ModeOutbox, Lost: 0}}
 	rep.evaluate()
 	checkTargets(t, rep, map[string]bool{
@@ -141,6 +141,30 @@ func checkTargets(t *testing.T, rep *Report, want map[string]bool) {
 	}
 }
 
+// The end-to-end percentiles are of the rows that arrived: with rows lost,
+// or none arrived, the target is not met whatever they say.
+func TestHalfLoadTargetNeedsEveryRow(t *testing.T) {
+	const name = "end-to-end p99 at half saturation"
+	tests := []struct {
+		name string
+		half HalfLoad
+		met  bool
+	}{
+		{"all arrived in time", HalfLoad{Events: 100, EndToEnd: Latency{N: 100, P99: 1400}}, true},
+		{"all arrived, too late", HalfLoad{Events: 100, EndToEnd: Latency{N: 100, P99: 1600}}, false},
+		{"the fast ones arrived", HalfLoad{Events: 100, Lost: 10, EndToEnd: Latency{N: 90, P99: 1400}}, false},
+		{"nothing arrived", HalfLoad{Events: 100, Lost: 100}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := &Report{Config: Config{BatchWindow: Duration(time.Second)}}
+			rep.Capacity.HalfLoad = &tt.half
+			rep.evaluate()
+			checkTargets(t, rep, map[string]bool{name: tt.met})
+		})
+	}
+}
+
 func TestSaturationTargetsJudgeTheHold(t *testing.T) {
 	ramp := []Step{
 		{Concurrency: 4, BookingsPerS: 300, DeliveredPerS: 250, BacklogSlope: 40, RequestsPerEvt: 0.01},
@@ -156,10 +180,15 @@ func TestSaturationTargetsJudgeTheHold(t *testing.T) {
 			"backlog growth at saturation, per booking":                    false, // +0.083
 			"endpoint requests per event x batch-size (500) at saturation": false, // 2.0
 		}},
-		{"hold judged, not the ramp", &Step{Concurrency: 8, BookingsPerS: 350, DeliveredPerS: 349, BacklogSlope: 0.5, RequestsPerEvt: 0.0021}, map[string]bool{
+		{"hold judged, not the ramp", &Step{Concurrency: 8, BookingsPerS: 350, DeliveredPerS: 349, BacklogSlope: 0.5, Requests: 50, RequestsPerEvt: 0.0021}, map[string]bool{
 			"relay delivery / booking rate at saturation (350/s)":          true, // 1.00x
 			"backlog growth at saturation, per booking":                    true, // +0.001
 			"endpoint requests per event x batch-size (500) at saturation": true, // 1.05
+		}},
+		{"a hold that delivered nothing", &Step{Concurrency: 8, BookingsPerS: 350, BacklogSlope: 350}, map[string]bool{
+			"relay delivery / booking rate at saturation (350/s)":          false, // 0x
+			"backlog growth at saturation, per booking":                    false, // +1
+			"endpoint requests per event x batch-size (500) at saturation": false, // 0 requests: nothing to judge
 		}},
 	}
 	for _, tc := range tests {
@@ -275,22 +304,57 @@ func TestSinkNotesOnlyAcceptedRows(t *testing.T) {
 	}
 }
 
+// A POST counts as a request when its rows count as received, once the
+// endpoint has answered: requests per event over a window must not hold a
+// request without its rows (the endpoint's own count moves before its
+// latency).
+func TestSinkCountsARequestWithItsRows(t *testing.T) {
+	sk, err := startSink(300 * time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sk.close()
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.Post(sk.url, "application/json", strings.NewReader(`[{"event_id":"e1"}]`))
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	for sk.srv.Stats().Requests == 0 { // the endpoint has it, and waits
+		time.Sleep(5 * time.Millisecond)
+	}
+	if p, r := sk.posts(), sk.received(); p != 0 || r != 0 {
+		t.Fatalf("before the answer: %d posts, %d rows; want neither", p, r)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if p, r := sk.posts(), sk.received(); p != 1 || r != 1 {
+		t.Fatalf("after the answer: %d posts, %d rows; want 1 and 1", p, r)
+	}
+}
+
 func TestProblemsFlagWhatMustNeverHappen(t *testing.T) {
 	tests := []struct {
-		name string
-		run  Result
-		want int
+		name     string
+		run      Result
+		capacity Capacity
+		want     int
 	}{
-		{"clean outbox", Result{Mode: ModeOutbox}, 0},
-		{"booking errors", Result{Mode: ModeTxnFloor, Errors: 2, FirstErr: "boom"}, 1},
-		{"outbox lost an event", Result{Mode: ModeOutbox, Lost: 1}, 1},
-		{"memory-queue loses by design", Result{Mode: ModeMemoryQueue, Lost: 5, AnalyticsErrors: 5}, 0},
-		{"sync-dual-write POST failed", Result{Mode: ModeSyncDualWrite, AnalyticsErrors: 1}, 0},
-		{"txn-floor-marks left events unmarked", Result{Mode: ModeTxnFloorMarks, AnalyticsErrors: 3}, 1},
+		{"clean outbox", Result{Mode: ModeOutbox}, Capacity{}, 0},
+		{"booking errors", Result{Mode: ModeTxnFloor, Errors: 2, FirstErr: "boom"}, Capacity{}, 1},
+		{"outbox lost an event", Result{Mode: ModeOutbox, Lost: 1}, Capacity{}, 1},
+		{"memory-queue loses by design", Result{Mode: ModeMemoryQueue, Lost: 5, AnalyticsErrors: 5}, Capacity{}, 0},
+		{"sync-dual-write POST failed", Result{Mode: ModeSyncDualWrite, AnalyticsErrors: 1}, Capacity{}, 0},
+		{"txn-floor-marks left events unmarked", Result{Mode: ModeTxnFloorMarks, AnalyticsErrors: 3}, Capacity{}, 1},
+		{"booking errors at half saturation", Result{Mode: ModeOutbox}, Capacity{HalfLoad: &HalfLoad{Errors: 1}}, 1},
+		{"booking errors in the sweep", Result{Mode: ModeOutbox}, Capacity{Sweep: []SweepPoint{{BatchSize: 10, Errors: 3}}}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rep := &Report{Runs: []Result{tt.run}}
+			rep := &Report{Runs: []Result{tt.run}, Capacity: tt.capacity}
 			if got := rep.problems(); len(got) != tt.want {
 				t.Errorf("problems() = %q, want %d", got, tt.want)
 			}

@@ -87,6 +87,7 @@ type HalfLoad struct {
 	Events   int     `json:"events"`
 	EndToEnd Latency `json:"end_to_end_latency"`
 	Lost     int     `json:"lost"`
+	Errors   int     `json:"errors"`
 }
 
 // Drain is the backlog drain: DrainEvents written with the relay stopped,
@@ -113,6 +114,7 @@ type SweepPoint struct {
 	Requests       int      `json:"endpoint_requests"`
 	RequestsPerEvt float64  `json:"endpoint_requests_per_event"`
 	Lost           int      `json:"lost"`
+	Errors         int      `json:"errors"`
 	DrainS         float64  `json:"drain_s"`
 }
 
@@ -240,7 +242,7 @@ func (e *env) saturation(ctx context.Context) (*Saturation, *HalfLoad, error) {
 	lo := runLoad(ctx, op, loadSpec{workers: 4 * e.cfg.MaxConcurrency, rate: half.Rate, duration: time.Duration(e.cfg.StepDuration)}, &n)
 	r.sk.waitForAll(ctx, lo.commits, time.Duration(e.cfg.DrainTimeout))
 	stopProgress()
-	half.Achieved, half.Events = lo.perSecond(), len(lo.commits)
+	half.Achieved, half.Events, half.Errors = lo.perSecond(), len(lo.commits), lo.errs
 	half.EndToEnd, half.Lost = endToEnd(lo.commits, r.sk.arrivals())
 	fmt.Fprintf(e.cfg.Log, "bench: half saturation: %.1f bookings/s offered, e2e p50 %.0fms p99 %.0fms, lost %d\n",
 		half.Rate, half.EndToEnd.P50, half.EndToEnd.P99, half.Lost)
@@ -293,9 +295,10 @@ func (st *Step) fit(first, last Sample, samples []Sample, wall time.Duration) {
 	}
 	st.BacklogSlope = slope(xs, backlogs)
 	st.DeliveredPerS = slope(xs, delivered)
-	if len(xs) < 3 { // too short to fit: the plain difference
+	if len(xs) < 3 { // too short to fit: the plain differences
 		samples = []Sample{first, last}
 		st.DeliveredPerS = float64(last.Delivered-first.Delivered) / wall.Seconds()
+		st.BacklogSlope = float64(last.Backlog-first.Backlog) / wall.Seconds()
 	}
 	if a, z := samples[0], samples[len(samples)-1]; z.Delivered > a.Delivered {
 		st.Requests = z.Requests - a.Requests
@@ -427,15 +430,14 @@ func (e *env) drain(ctx context.Context) (*Drain, error) {
 	if err := rp.stop(30 * time.Second); err != nil {
 		fmt.Fprintf(e.cfg.Log, "bench: drain: relay stop: %v\n", err)
 	}
-	d.RelayRequests, _ = st.proxySnapshot()
+	d.RelayRequests, _, _ = st.proxySnapshot()
 	arrived := sk.arrivals()
 	for _, id := range ids {
 		if _, ok := arrived[id]; !ok {
 			d.Lost++
 		}
 	}
-	ss := sk.srv.Stats()
-	d.Requests, d.Duplicates = posts(ss), ss.Duplicates
+	d.Requests, d.Duplicates = sk.posts(), sk.srv.Stats().Duplicates
 	fmt.Fprintf(e.cfg.Log, "bench: drain: %d events in %.1fs = %.0f events/s, relay peak RSS %.1f MiB, CPU %.1fs, lost %d\n",
 		d.Events, d.DrainS, d.EventsPerS, d.Relay.PeakRSSMiB, d.Relay.CPUSeconds, d.Lost)
 	return d, nil
@@ -537,7 +539,7 @@ func (e *env) sweep(ctx context.Context) ([]SweepPoint, error) {
 			if err := rp.stop(30 * time.Second); err != nil {
 				fmt.Fprintf(e.cfg.Log, "bench: %s: relay stop: %v\n", label, err)
 			}
-			p := SweepPoint{BatchSize: size, Window: w, Events: len(lo.commits), DrainS: drained.Seconds()}
+			p := SweepPoint{BatchSize: size, Window: w, Events: len(lo.commits), Errors: lo.errs, DrainS: drained.Seconds()}
 			p.EndToEnd, p.Lost = endToEnd(lo.commits, sk.arrivals())
 			p.Requests = sk.posts() - reqBefore
 			if p.Events > 0 {

@@ -289,7 +289,8 @@ func (rep *Report) Print(w io.Writer) {
 			for _, k := range slices.Sorted(maps.Keys(r.RelayWrites)) {
 				fmt.Fprintf(w, " %s=%d", k, r.RelayWrites[k])
 			}
-			fmt.Fprintf(w, " (relay metrics: delivered %.0f, duplicate %.0f)\n", r.RelayMetrics["events_delivered_total"], r.RelayMetrics["events_duplicate_total"])
+			since := func(k string) float64 { return r.RelayMetrics[k] - r.RelayMetricsWarmUp[k] }
+			fmt.Fprintf(w, " (relay metrics after the warm-up: delivered %.0f, duplicate %.0f)\n", since("events_delivered_total"), since("events_duplicate_total"))
 		}
 	}
 	rep.printCapacity(w)

@@ -191,12 +191,12 @@ func imageName() string {
 	return defaultImage
 }
 
-// proxySnapshot returns the relay's requests counted since the last call
-// (nil without a proxy).
-func (s *stack) proxySnapshot() (byOp, writes map[string]int) {
+// proxySnapshot returns the relay's requests counted since the last call,
+// its write requests by operation and table, and the items they wrote
+// (nil, nil, 0 without a proxy).
+func (s *stack) proxySnapshot() (byOp, writes map[string]int, items int) {
 	if s.proxy == nil {
-		return nil, nil
+		return nil, nil, 0
 	}
-	byOp, writes, _ = s.proxy.snapshot()
-	return byOp, writes
+	return s.proxy.snapshot()
 }
