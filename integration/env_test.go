@@ -167,6 +167,16 @@ func waitOwnerTaken(t *testing.T, done <-chan error, timeout time.Duration) {
 // `workers` goroutines, and returns their ids.
 func (e *env) commitEvents(n, workers int) []string {
 	e.t.Helper()
+	ids, err := e.tryCommitEvents(n, workers)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return ids
+}
+
+// tryCommitEvents is commitEvents for a goroutine other than the test's,
+// which must not call t.Fatal: it returns the first error instead.
+func (e *env) tryCommitEvents(n, workers int) ([]string, error) {
 	ids := make([]string, n)
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
@@ -189,10 +199,10 @@ func (e *env) commitEvents(n, workers int) []string {
 	}
 	wg.Wait()
 	close(errs)
-	for err := range errs {
-		e.t.Fatalf("commit: %v", err)
+	if err := <-errs; err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
 	}
-	return ids
+	return ids, nil
 }
 
 // waitFor polls cond until it holds or timeout passes; what describes the

@@ -151,11 +151,17 @@ func TestSIGKILLThreeTimesLosesNothing(t *testing.T) {
 		return cmd
 	}
 	var ids []string
+	var commitErr error
 	loaded := make(chan struct{})
 	go func() {
 		defer close(loaded)
 		for range 25 {
-			ids = append(ids, e.commitEvents(total/25, 8)...)
+			more, err := e.tryCommitEvents(total/25, 8)
+			if err != nil {
+				commitErr = err
+				return
+			}
+			ids = append(ids, more...)
 		}
 	}()
 	cmd := start()
@@ -173,6 +179,9 @@ func TestSIGKILLThreeTimesLosesNothing(t *testing.T) {
 		_ = cmd.Wait()
 	}()
 	<-loaded
+	if commitErr != nil {
+		t.Fatal(commitErr)
+	}
 	if len(ids) != total {
 		t.Fatalf("committed %d, want %d", len(ids), total)
 	}

@@ -46,12 +46,18 @@ func TestRelaySIGTERMRestartDeliversAllWithoutDuplicates(t *testing.T) {
 
 	// Commits keep flowing while the relay stops and starts again.
 	var ids []string
+	var commitErr error
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for range 10 {
-			ids = append(ids, e.commitEvents(total/10, 4)...)
+			more, err := e.tryCommitEvents(total/10, 4)
+			if err != nil {
+				commitErr = err
+				return
+			}
+			ids = append(ids, more...)
 			time.Sleep(150 * time.Millisecond)
 		}
 	}()
@@ -78,6 +84,9 @@ func TestRelaySIGTERMRestartDeliversAllWithoutDuplicates(t *testing.T) {
 		}
 	}()
 	wg.Wait()
+	if commitErr != nil {
+		t.Fatal(commitErr)
+	}
 	if len(ids) != total {
 		t.Fatalf("committed %d events, want %d", len(ids), total)
 	}
