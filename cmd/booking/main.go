@@ -41,10 +41,7 @@ func main() {
 		svc := &bookings.Service{DB: clients.DB, BookingsTable: tables.Bookings, OutboxTable: tables.Outbox, Logger: log}
 		reg := cli.NewRegistry()
 		mux := http.NewServeMux()
-		cli.Ops(mux, reg, func(ctx context.Context) error {
-			_, err := dynamo.StreamARN(ctx, clients.DB, tables.WithDefaults().Outbox)
-			return err
-		})
+		cli.Ops(mux, reg, func(ctx context.Context) error { return svc.Ready(ctx, clients.DB) })
 		mux.Handle("/", cli.Instrument(reg, "ddboutbox_booking", svc.Handler()))
 		// In-flight commits land either way; the grace lets them answer.
 		return cli.Serve(ctx, *addr, mux, log, 10*time.Second)

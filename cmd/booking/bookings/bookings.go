@@ -170,6 +170,28 @@ type handler struct {
 	log      *slog.Logger
 }
 
+// ErrNotReady is wrapped by every error Ready returns.
+var ErrNotReady = errors.New("booking service not ready")
+
+// Ready reports whether bookings can be taken: DynamoDB answers and the
+// outbox table's stream is enabled (events committed without one reach
+// the endpoint only through the relay's sweeper). Its error is for the
+// service's own clients, on its public port: it says which of the two
+// failed; the DynamoDB error behind it (request ids, ARNs with the account
+// number) is logged, never returned.
+func (s *Service) Ready(ctx context.Context, db dynamo.DescribeTableAPI) error {
+	table := cmp.Or(s.OutboxTable, dynamo.DefaultOutboxTable)
+	_, err := dynamo.StreamARN(ctx, db, table)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, dynamo.ErrNoStream):
+		return fmt.Errorf("%w: the outbox table's stream is missing or disabled", ErrNotReady)
+	}
+	cmp.Or(s.Logger, slog.Default()).Warn("readiness: DynamoDB does not answer", "err", err)
+	return fmt.Errorf("%w: DynamoDB does not answer", ErrNotReady)
+}
+
 // Handler returns the API's routes. It panics if DB is nil, a wiring
 // mistake that should stop the program at start-up rather than fail
 // every request.

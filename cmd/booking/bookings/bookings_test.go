@@ -668,3 +668,54 @@ func TestRequestHashSeparatesFields(t *testing.T) {
 		t.Errorf("(ab, c) and (a, bc) hash alike: %s", a)
 	}
 }
+
+// describeTable answers DescribeTable with out, or err.
+type describeTable struct {
+	out *dynamodb.DescribeTableOutput
+	err error
+}
+
+func (d describeTable) DescribeTable(context.Context, *dynamodb.DescribeTableInput, ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error) {
+	return d.out, d.err
+}
+
+// Ready says which check failed, never the DynamoDB error behind it: that
+// goes to the log.
+func TestReadyTellsClientsWhatFailedNotWhy(t *testing.T) {
+	const secret = "arn:aws:iam::123456789012:role/booking"
+	withStream := func(enabled bool) *dynamodb.DescribeTableOutput {
+		return &dynamodb.DescribeTableOutput{Table: &types.TableDescription{
+			LatestStreamArn:     aws.String("arn:aws:dynamodb:eu-west-1:123456789012:table/Outbox/stream/1"),
+			StreamSpecification: &types.StreamSpecification{StreamEnabled: aws.Bool(enabled)},
+		}}
+	}
+	tests := []struct {
+		name    string
+		db      describeTable
+		want    string // "" = ready
+		wantLog bool
+	}{
+		{"ready", describeTable{out: withStream(true)}, "", false},
+		{"stream disabled", describeTable{out: withStream(false)}, "stream is missing or disabled", false},
+		{"DynamoDB refuses", describeTable{err: errors.New("AccessDeniedException: " + secret + " is not authorized")}, "DynamoDB does not answer", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			s := &Service{Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+			err := s.Ready(t.Context(), tt.db)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Ready = %v, want ready", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "123456789012") {
+				t.Fatalf("Ready = %v, want ErrNotReady saying %q and no account number", err, tt.want)
+			}
+			if got := strings.Contains(logs.String(), secret); got != tt.wantLog {
+				t.Fatalf("cause logged %v, want %v: %s", got, tt.wantLog, logs.String())
+			}
+		})
+	}
+}

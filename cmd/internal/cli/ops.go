@@ -3,8 +3,10 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/pprof"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -76,17 +78,31 @@ func Pprof() http.Handler {
 }
 
 // RunAll runs main and the helpers (servers) until main returns or one of
-// them fails; then the others are stopped. main's error wins.
+// them fails; then the others are stopped. It returns main's error, joined
+// with that of a helper that failed while main ran (a server that could
+// not listen). A helper's error once main has returned is left out: a
+// server's shutdown is not the process's result, and a relay that stopped
+// cleanly exits 0 though a /readyz probe outlasted the server's grace.
 func RunAll(ctx context.Context, main func(context.Context) error, helpers ...func(context.Context) error) error {
 	g, gctx := errgroup.WithContext(ctx)
 	hctx, stopHelpers := context.WithCancel(gctx)
 	defer stopHelpers()
+	var mainDone atomic.Bool
+	var mainErr error
 	g.Go(func() error {
-		defer stopHelpers()
-		return main(gctx)
+		mainErr = main(gctx)
+		mainDone.Store(true)
+		stopHelpers()
+		return nil
 	})
 	for _, h := range helpers {
-		g.Go(func() error { return h(hctx) })
+		g.Go(func() error {
+			if err := h(hctx); err != nil && !mainDone.Load() {
+				return err
+			}
+			return nil
+		})
 	}
-	return g.Wait()
+	helperErr := g.Wait()
+	return errors.Join(mainErr, helperErr)
 }
