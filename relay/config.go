@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/url"
 	"os"
 	"time"
@@ -345,8 +346,10 @@ func (c Config) Validate() error {
 	if c.StartPosition != StartTrimHorizon && c.StartPosition != StartLatest {
 		return bad("start position %q must be %q or %q", c.StartPosition, StartTrimHorizon, StartLatest)
 	}
-	if c.SinkRate < 0 || c.SinkMaxInFlight < 0 {
-		return bad("sink rate %g and max in flight %d must not be negative", c.SinkRate, c.SinkMaxInFlight)
+	// NaN passes every comparison and would turn pacing off: a profile's
+	// rate is filled only for 0, and a limiter made only above it.
+	if !(c.SinkRate >= 0) || math.IsInf(c.SinkRate, 0) || c.SinkMaxInFlight < 0 {
+		return bad("sink rate %g must be a finite number, and it and max in flight %d must not be negative", c.SinkRate, c.SinkMaxInFlight)
 	}
 	// The sweeper only finds events older than SweepAfter: with a shorter
 	// age limit it would mark each of them FAILED instead of delivering it.

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +38,10 @@ func TestConfigValidate(t *testing.T) {
 		{"transactions of 100 marks", func(c *Config) { c.MarkBatchSize = 100 }, ""},
 		{"mark batch over a transaction's limit", func(c *Config) { c.MarkBatchSize = 101 }, "mark batch size 101 must be between 1 and 100"},
 		{"negative mark batch size", func(c *Config) { c.MarkBatchSize = -1 }, "mark batch size"},
+		{"a sink rate", func(c *Config) { c.SinkRate = 0.5 }, ""},
+		{"negative sink rate", func(c *Config) { c.SinkRate = -1 }, "sink rate -1 must be a finite number"},
+		{"NaN sink rate", func(c *Config) { c.SinkRate = math.NaN() }, "sink rate NaN must be a finite number"},
+		{"infinite sink rate", func(c *Config) { c.SinkRate = math.Inf(1) }, "sink rate +Inf must be a finite number"},
 		{"retry max below base", func(c *Config) { c.RetryBase = time.Second; c.RetryMax = time.Millisecond }, "retry max"},
 		{"secret query is not echoed", func(c *Config) { c.SinkURL = "ftp://h/x?key=s3cret" }, "REDACTED"},
 		{"nanosecond lease duration", func(c *Config) { c.LeaseDuration = 2 }, "lease duration 2ns must be at least 1s"},

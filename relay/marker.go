@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -196,10 +197,7 @@ func (m *marker) markAll(ctx context.Context, ids []string, mk mark) (dups, inTx
 // failed marks one event FAILED with the reason and the number of delivery
 // attempts. An event already out of PENDING is left alone.
 func (m *marker) failed(ctx context.Context, id string, cause error, attempts int) error {
-	reason := cause.Error()
-	if len(reason) > maxLastError {
-		reason = reason[:maxLastError]
-	}
+	reason := cutUTF8(cause.Error(), maxLastError)
 	_, err := m.markOne(ctx, id, m.mark("SET #status = :failed, #err = :err, #fat = :at, #attempts = :n "+leavePending, outbox.AttrFailedAt,
 		map[string]string{"#err": outbox.AttrLastError, "#fat": outbox.AttrFailedAt, "#attempts": outbox.AttrAttempts},
 		map[string]types.AttributeValue{
@@ -209,6 +207,18 @@ func (m *marker) failed(ctx context.Context, id string, cause error, attempts in
 			":n":      &types.AttributeValueMemberN{Value: strconv.Itoa(attempts)},
 		}))
 	return err
+}
+
+// cutUTF8 is s cut to at most n bytes without splitting a character: an
+// endpoint's error body may be in any language.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // leavePending drops what only a PENDING event carries: its entry in the

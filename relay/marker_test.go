@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -327,6 +328,27 @@ func TestMarkerGivesUpOnAnUnmarkableEvent(t *testing.T) {
 					t.Fatalf("unmarkable %v, statuses %v; want [huge] and the two others marked", *unmarkable, db.status)
 				}
 			})
+		}
+	}
+}
+
+func TestCutUTF8(t *testing.T) {
+	tests := []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"exactly", 7, "exactly"},
+		{"ascii cut", 5, "ascii"},
+		{"größe", 3, "gr"},  // ö is 2 bytes: not split
+		{"größe", 4, "grö"}, // whole
+		{"日本語", 4, "日"},     // 3-byte runes
+		{"日本語", 2, ""},
+	}
+	for _, tt := range tests {
+		if got := cutUTF8(tt.s, tt.n); got != tt.want || !utf8.ValidString(got) {
+			t.Errorf("cutUTF8(%q, %d) = %q, want %q", tt.s, tt.n, got, tt.want)
 		}
 	}
 }
