@@ -68,7 +68,9 @@ func TestServeCutsOffWhatOutlastsTheGrace(t *testing.T) {
 	})
 	ctx, stop := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, addr, mux, slog.New(slog.NewTextHandler(io.Discard, nil)), 100*time.Millisecond) }()
+	go func() {
+		done <- Serve(ctx, addr, mux, slog.New(slog.NewTextHandler(io.Discard, nil)), 100*time.Millisecond)
+	}()
 	go func() {
 		for {
 			resp, err := http.Get("http://" + addr + "/slow")
