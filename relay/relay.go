@@ -335,11 +335,16 @@ func (r *Relay) tail(ctx context.Context, arn string) error {
 		defer readers.Done()
 		r.sweepLoop(readCtx, arn, records)
 	}()
-	readers.Add(1)
+	// Claims on swept events are renewed until the pipeline is done, the
+	// drain after shutdown included: one that lapsed while its event was
+	// still being POSTed would let another relay's sweeper send it too.
+	claimCtx, stopClaims := context.WithCancel(pipeCtx)
+	claimsDone := make(chan struct{})
 	go func() {
-		defer readers.Done()
-		r.claimLoop(readCtx)
+		defer close(claimsDone)
+		r.claimLoop(claimCtx)
 	}()
+	defer func() { stopClaims(); <-claimsDone }()
 	syncTick := time.NewTicker(r.cfg.ShardSyncInterval)
 	defer syncTick.Stop()
 	renewTick := time.NewTicker(r.cfg.LeaseDuration / 3)

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -128,5 +129,104 @@ func TestRenewClaimsKeepsSweptEventsClaimed(t *testing.T) {
 	}
 	if item, err := r.claim(t.Context(), "swept-being-marked"); item != nil || err != nil {
 		t.Fatalf("claim of an event being marked: %v, %v; want it skipped", item, err)
+	}
+}
+
+// drainDB serves one pending event to the sweeper, grants its claim, and
+// records the time of every claim renewal.
+type drainDB struct {
+	stateDB
+	item     map[string]types.AttributeValue
+	mu2      sync.Mutex
+	renewals []time.Time
+}
+
+func (db *drainDB) Query(_ context.Context, in *dynamodb.QueryInput, _ ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	if aws.ToString(in.IndexName) == outbox.PendingIndex && in.ExpressionAttributeValues[":cutoff"] != nil {
+		return &dynamodb.QueryOutput{Items: []map[string]types.AttributeValue{{
+			outbox.AttrEventID: db.item[outbox.AttrEventID], outbox.AttrOccurredAt: db.item[outbox.AttrOccurredAt],
+		}}}, nil
+	}
+	return &dynamodb.QueryOutput{}, nil
+}
+
+func (db *drainDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	cond := aws.ToString(in.ConditionExpression)
+	if _, ok := in.Key[outbox.AttrEventID]; ok {
+		switch {
+		case strings.Contains(cond, "attribute_not_exists(#exp)"): // claim
+			return &dynamodb.UpdateItemOutput{Attributes: db.item}, nil
+		case strings.Contains(cond, "#by = :me"): // renewal
+			db.mu2.Lock()
+			db.renewals = append(db.renewals, time.Now())
+			db.mu2.Unlock()
+			return &dynamodb.UpdateItemOutput{}, nil
+		}
+	}
+	return &dynamodb.UpdateItemOutput{}, nil
+}
+
+// downSink is an endpoint outage: it answers nothing until ctx ends.
+type downSink struct{ called chan struct{} }
+
+func (s downSink) Send(ctx context.Context, _ []byte, _ string) error {
+	select {
+	case s.called <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A swept event still in flight during the shutdown drain stays claimed
+// (README: "renewed every third of it until they are settled"): here the
+// endpoint is down, so the event is POSTed until -shutdown-timeout.
+func TestSweptClaimsAreRenewedWhileDraining(t *testing.T) {
+	e, err := outbox.NewEvent("t", "a", "1", map[string]any{"k": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.OccurredAt = time.Now().Add(-time.Hour)
+	item, err := outbox.Item(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := &drainDB{item: item}
+	sink := downSink{called: make(chan struct{}, 1)}
+	r, err := New(Config{
+		SinkURL: "http://127.0.0.1:1/rows", Owner: "me", Logger: quietLogger(),
+		SweepInterval: 100 * time.Millisecond, SweepAfter: time.Second,
+		ClaimDuration: time.Second, ShutdownTimeout: 3 * time.Second,
+		LeaseDuration: time.Second, BatchWindow: 10 * time.Millisecond,
+	}, db, newPagedStreams(), sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.tail(ctx, "arn") }()
+	<-sink.called               // swept, claimed, and being POSTed
+	time.Sleep(1 * time.Second) // renewals happen while running
+	stop := time.Now()
+	cancel()
+	err = <-done
+	if err == nil {
+		t.Fatal("tail returned nil, want the shutdown timeout's error: the event was never delivered")
+	}
+	db.mu2.Lock()
+	defer db.mu2.Unlock()
+	before, after := 0, 0
+	for _, at := range db.renewals {
+		if at.Before(stop) {
+			before++
+		} else {
+			after++
+		}
+	}
+	if before == 0 {
+		t.Fatal("no renewals at all")
+	}
+	if after == 0 {
+		t.Fatalf("the swept event's claim was not renewed during the %s drain: another relay's sweeper can claim and send it meanwhile", 3*time.Second)
 	}
 }
