@@ -28,7 +28,10 @@ type Process struct {
 	Host     string `dynamodbav:"host,omitempty"`
 	// PIDNamespace tells whether PID means the same process here: two
 	// containers may share a hostname, each with its own pids.
-	PIDNamespace   string `dynamodbav:"pid_namespace,omitempty"`
+	PIDNamespace string `dynamodbav:"pid_namespace,omitempty"`
+	// BootID tells machines apart (Linux's boot_id): two hosts may share a
+	// hostname, and every host's initial pid namespace has the same id.
+	BootID         string `dynamodbav:"boot_id,omitempty"`
 	PID            int    `dynamodbav:"pid,omitempty"`
 	ExpiresAtMilli int64  `dynamodbav:"lease_expires_at"`
 	UpdatedAt      string `dynamodbav:"updated_at,omitempty"`
@@ -78,12 +81,13 @@ func (l *Leases) writeOwner(ctx context.Context, self Process, held string) (*Pr
 		":inst": &types.AttributeValueMemberS{Value: self.Instance},
 		":host": &types.AttributeValueMemberS{Value: self.Host},
 		":ns":   &types.AttributeValueMemberS{Value: self.PIDNamespace},
+		":boot": &types.AttributeValueMemberS{Value: self.BootID},
 		":pid":  &types.AttributeValueMemberN{Value: strconv.Itoa(self.PID)},
 		":exp":  millis(now.Add(l.Duration)),
 		":upd":  timestamp(now),
 	}
 	names := map[string]string{
-		"#inst": "instance", "#host": "host", "#ns": "pid_namespace", "#pid": "pid",
+		"#inst": "instance", "#host": "host", "#ns": "pid_namespace", "#boot": "boot_id", "#pid": "pid",
 		"#exp": "lease_expires_at", "#upd": "updated_at",
 	}
 	cond := "#inst = :held"
@@ -97,7 +101,7 @@ func (l *Leases) writeOwner(ctx context.Context, self Process, held string) (*Pr
 	_, err := l.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                           aws.String(l.Table),
 		Key:                                 leaseKey(OwnersPartition, l.Owner),
-		UpdateExpression:                    aws.String("SET #inst = :inst, #host = :host, #ns = :ns, #pid = :pid, #exp = :exp, #upd = :upd"),
+		UpdateExpression:                    aws.String("SET #inst = :inst, #host = :host, #ns = :ns, #boot = :boot, #pid = :pid, #exp = :exp, #upd = :upd"),
 		ConditionExpression:                 aws.String(cond),
 		ExpressionAttributeNames:            names,
 		ExpressionAttributeValues:           values,

@@ -604,8 +604,10 @@ func TestARelayTakesOverTheOwnerOfAnEndedProcessAtOnce(t *testing.T) {
 	}
 	host, _ := os.Hostname()
 	ns, _ := os.Readlink("/proc/self/ns/pid")
+	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	crashed := &dynamo.Leases{DB: e.cl.DB, Table: e.tables.State, Owner: cfg.Owner, Duration: time.Hour}
-	if err := crashed.HoldOwner(t.Context(), dynamo.Process{Instance: "crashed", Host: host, PIDNamespace: ns, PID: ended.Process.Pid}, nil); err != nil {
+	self := dynamo.Process{Instance: "crashed", Host: host, PIDNamespace: ns, BootID: strings.TrimSpace(string(boot)), PID: ended.Process.Pid}
+	if err := crashed.HoldOwner(t.Context(), self, nil); err != nil {
 		t.Fatal(err)
 	}
 	r, _ := e.startRelay(cfg)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -18,16 +19,18 @@ import (
 func thisProcess() dynamo.Process {
 	host, _ := os.Hostname()
 	ns, _ := os.Readlink("/proc/self/ns/pid") // "pid:[4026531836]" on Linux
-	return dynamo.Process{Instance: rand.Text(), Host: host, PIDNamespace: ns, PID: os.Getpid()}
+	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	return dynamo.Process{Instance: rand.Text(), Host: host, PIDNamespace: ns, BootID: strings.TrimSpace(string(boot)), PID: os.Getpid()}
 }
 
 // processGone reports whether p, the process holding this relay's owner,
-// is known to have ended: it ran on this host in this pid namespace, and
-// no process has its pid now. Elsewhere (another host, or a restarted
-// container with pid namespace of its own) it cannot be told, and p's hold
-// must expire.
+// is known to have ended: it ran on this machine (boot id) and host, in
+// this pid namespace, and no process has its pid now. Elsewhere (another
+// machine, even one with the same hostname, whose initial pid namespace
+// has the same id as every host's; or a restarted container with a pid
+// namespace of its own) it cannot be told, and p's hold must expire.
 func processGone(self, p dynamo.Process) bool {
-	if p.Host != self.Host || p.PIDNamespace != self.PIDNamespace || p.PID <= 0 {
+	if p.BootID == "" || p.BootID != self.BootID || p.Host != self.Host || p.PIDNamespace != self.PIDNamespace || p.PID <= 0 {
 		return false
 	}
 	proc, err := os.FindProcess(p.PID)

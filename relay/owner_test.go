@@ -14,7 +14,7 @@ func TestProcessGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	self := thisProcess()
-	if self.Instance == "" || self.PID != os.Getpid() {
+	if self.Instance == "" || self.PID != os.Getpid() || self.BootID == "" {
 		t.Fatalf("thisProcess: %+v", self)
 	}
 	other := func(edit func(*dynamo.Process)) dynamo.Process {
@@ -33,6 +33,10 @@ func TestProcessGone(t *testing.T) {
 		{"this very process", other(func(*dynamo.Process) {}), false},
 		{"another host", other(func(p *dynamo.Process) { p.PID = ended.Process.Pid; p.Host += "-b" }), false},
 		{"another pid namespace", other(func(p *dynamo.Process) { p.PID = ended.Process.Pid; p.PIDNamespace = "pid:[1]" }), false},
+		// Same hostname, both in their host's initial pid namespace: the
+		// namespace ids match, the machines do not.
+		{"another machine", other(func(p *dynamo.Process) { p.PID = ended.Process.Pid; p.BootID = "another-boot" }), false},
+		{"no boot id recorded (an older relay)", other(func(p *dynamo.Process) { p.PID = ended.Process.Pid; p.BootID = "" }), false},
 		{"no pid recorded", other(func(p *dynamo.Process) { p.PID = 0 }), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
