@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -35,6 +37,15 @@ type Process struct {
 	PID            int    `dynamodbav:"pid,omitempty"`
 	ExpiresAtMilli int64  `dynamodbav:"lease_expires_at"`
 	UpdatedAt      string `dynamodbav:"updated_at,omitempty"`
+}
+
+// ThisProcess is this process as an owner row records it, under instance
+// (a run's own id: pids and hosts repeat).
+func ThisProcess(instance string) Process {
+	host, _ := os.Hostname()
+	ns, _ := os.Readlink("/proc/self/ns/pid") // "pid:[4026531836]" on Linux
+	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	return Process{Instance: instance, Host: host, PIDNamespace: ns, BootID: strings.TrimSpace(string(boot)), PID: os.Getpid()}
 }
 
 // OwnerInUseError means another live process acts for the owner.

@@ -488,10 +488,7 @@ func TestASweeperAfterACutOffSettleDeliversWhatNoStreamHolds(t *testing.T) {
 	e.setStream(false)
 	unstreamed := e.commitEvents(5, 2)
 	e.setStream(true)
-	const givenUp = "was not delivered within -shutdown-timeout"
-	waitFor(t, 30*time.Second, func() (bool, string) {
-		return strings.Contains(logs.String(), givenUp), "the relay did not log " + givenUp
-	})
+	waitFor(t, 30*time.Second, logs.logged("was not delivered within -shutdown-timeout"))
 	outage.startFor(0)
 	e.waitDelivered(append(ids, unstreamed...), time.Minute)
 	e.waitMarked(len(ids)+len(unstreamed), 30*time.Second)
@@ -523,9 +520,6 @@ func TestATakeoverWhileSettlingAReEnabledStreamStopsTheRelay(t *testing.T) {
 		return e.sink.Stats().Rejected > 0, "the relay sent nothing"
 	})
 	ctx := t.Context()
-	logged := func(what string) func() (bool, string) {
-		return func() (bool, string) { return strings.Contains(logs.String(), what), "the relay did not log " + what }
-	}
 
 	e.setStream(false)
 	e.setStream(true)
@@ -533,9 +527,9 @@ func TestATakeoverWhileSettlingAReEnabledStreamStopsTheRelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, logged("stream was re-enabled")) // settling the batch in hand
+	waitFor(t, 30*time.Second, logs.logged("stream was re-enabled")) // settling the batch in hand
 	intruder := e.takeOverOwner(cfg.Owner)
-	waitFor(t, 15*time.Second, logged("took over this -owner")) // seen while still settling
+	waitFor(t, 15*time.Second, logs.logged("took over this -owner")) // seen while still settling
 	outage.startFor(0)
 	waitOwnerTaken(t, done, time.Minute)
 	e.waitDelivered(ids, 30*time.Second)

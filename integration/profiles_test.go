@@ -84,6 +84,11 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+// logged is a waitFor condition: the log holds what.
+func (b *syncBuffer) logged(what string) func() (bool, string) {
+	return func() (bool, string) { return strings.Contains(b.String(), what), "the relay did not log " + what }
+}
+
 // With the shared secret every request verifies; with a wrong one the
 // emulator rejects every request, the relay never counts that as delivered
 // (nothing is DELIVERED, it reports not ready) and the secret appears in

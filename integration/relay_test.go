@@ -602,12 +602,10 @@ func TestARelayTakesOverTheOwnerOfAnEndedProcessAtOnce(t *testing.T) {
 	if err := ended.Run(); err != nil {
 		t.Fatal(err)
 	}
-	host, _ := os.Hostname()
-	ns, _ := os.Readlink("/proc/self/ns/pid")
-	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	crashed := &dynamo.Leases{DB: e.cl.DB, Table: e.tables.State, Owner: cfg.Owner, Duration: time.Hour}
-	self := dynamo.Process{Instance: "crashed", Host: host, PIDNamespace: ns, BootID: strings.TrimSpace(string(boot)), PID: ended.Process.Pid}
-	if err := crashed.HoldOwner(t.Context(), self, nil); err != nil {
+	holder := dynamo.ThisProcess("crashed") // this machine, host and pid namespace
+	holder.PID = ended.Process.Pid
+	if err := crashed.HoldOwner(t.Context(), holder, nil); err != nil {
 		t.Fatal(err)
 	}
 	r, _ := e.startRelay(cfg)

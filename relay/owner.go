@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"syscall"
 	"time"
 
@@ -16,12 +15,7 @@ import (
 )
 
 // thisProcess describes this run of the relay for the owner row.
-func thisProcess() dynamo.Process {
-	host, _ := os.Hostname()
-	ns, _ := os.Readlink("/proc/self/ns/pid") // "pid:[4026531836]" on Linux
-	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	return dynamo.Process{Instance: rand.Text(), Host: host, PIDNamespace: ns, BootID: strings.TrimSpace(string(boot)), PID: os.Getpid()}
-}
+func thisProcess() dynamo.Process { return dynamo.ThisProcess(rand.Text()) }
 
 // processGone reports whether p, the process holding this relay's owner,
 // is known to have ended: it ran on this machine (boot id) and host, in

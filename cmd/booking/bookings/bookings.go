@@ -180,17 +180,20 @@ var ErrNotReady = errors.New("booking service not ready")
 // failed; the DynamoDB error behind it (request ids, ARNs with the account
 // number) is logged, never returned.
 func (s *Service) Ready(ctx context.Context, db dynamo.DescribeTableAPI) error {
-	table := cmp.Or(s.OutboxTable, dynamo.DefaultOutboxTable)
-	_, err := dynamo.StreamARN(ctx, db, table)
+	_, err := dynamo.StreamARN(ctx, db, s.outboxTable())
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, dynamo.ErrNoStream):
 		return fmt.Errorf("%w: the outbox table's stream is missing or disabled", ErrNotReady)
 	}
-	cmp.Or(s.Logger, slog.Default()).Warn("readiness: DynamoDB does not answer", "err", err)
+	s.logger().Warn("readiness: DynamoDB does not answer", "err", err)
 	return fmt.Errorf("%w: DynamoDB does not answer", ErrNotReady)
 }
+
+func (s *Service) outboxTable() string { return cmp.Or(s.OutboxTable, dynamo.DefaultOutboxTable) }
+
+func (s *Service) logger() *slog.Logger { return cmp.Or(s.Logger, slog.Default()) }
 
 // Handler returns the API's routes. It panics if DB is nil, a wiring
 // mistake that should stop the program at start-up rather than fail
@@ -201,11 +204,11 @@ func (s *Service) Handler() http.Handler {
 	}
 	h := &handler{
 		db:       s.DB,
-		writer:   &outbox.Writer{DB: s.DB, Table: cmp.Or(s.OutboxTable, dynamo.DefaultOutboxTable)},
+		writer:   &outbox.Writer{DB: s.DB, Table: s.outboxTable()},
 		bookings: cmp.Or(s.BookingsTable, dynamo.DefaultBookingsTable),
 		newID:    s.NewID,
 		now:      s.Now,
-		log:      s.Logger,
+		log:      s.logger(),
 	}
 	if h.newID == nil {
 		// uuid.NewV7 fails only if crypto/rand does, which since Go 1.24
@@ -214,9 +217,6 @@ func (s *Service) Handler() http.Handler {
 	}
 	if h.now == nil {
 		h.now = time.Now
-	}
-	if h.log == nil {
-		h.log = slog.Default()
 	}
 
 	mux := http.NewServeMux()
